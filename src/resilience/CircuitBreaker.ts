@@ -1,0 +1,798 @@
+/**
+ * Circuit breaker: stops calling a dependency that keeps failing, and lets a few trial calls
+ * through once it has had time to recover.
+ *
+ * States: `closed` (calls pass and are recorded), `open` (calls are rejected at once with
+ * `CircuitOpenError`, without starting the protected effect), `half_open` (up to
+ * `halfOpenMaxCalls` trial calls at a time; `successThreshold` good ones close the breaker, one
+ * bad one reopens it), plus the manual `isolated` (forced open until `reset`) and `disabled`
+ * (everything passes, nothing is recorded).
+ *
+ * Guarantees:
+ * - every transition happens in one synchronous step, so no count is lost under any
+ *   concurrency, and results of calls admitted before a transition never count after it;
+ * - a typed failure counts as a failure (unless `isFailure` says otherwise); a defect always
+ *   counts; an interruption never counts;
+ * - an interrupted half-open trial call gives its permit back: the breaker never sticks
+ *   half-open;
+ * - no timers and no fibers: `open → half_open` happens on the first call (or state read)
+ *   after the reset delay, so an idle breaker costs only its memory;
+ * - reopening advances the reset backoff `Schedule`; closing starts it again;
+ * - the state is serialisable (`snapshot`/`restore`) so it survives a restart.
+ *
+ * The clock is the one in the context when the breaker is made (so `TestClock` drives it in
+ * tests). Metrics: `foundation_circuit_breaker_state` (gauge: 0 closed, 1 half-open, 2 open,
+ * 3 isolated, 4 disabled), `foundation_circuit_breaker_calls_total` (counter, tag `outcome`:
+ * success | failure | rejected), `foundation_circuit_breaker_slow_calls_total` and
+ * `foundation_circuit_breaker_state_changes_total`, all tagged `breaker`; they are created on a
+ * breaker's first use.
+ */
+import * as Cause from "effect/Cause"
+import type * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import { dual } from "effect/Function"
+import * as Layer from "effect/Layer"
+import type * as Metric from "effect/Metric"
+import * as Schedule from "effect/Schedule"
+import * as ScheduleDecision from "effect/ScheduleDecision"
+import * as ScheduleIntervals from "effect/ScheduleIntervals"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import { CircuitOpenError, ValidationError } from "../errors/FoundationError.js"
+import * as Validation from "../errors/Validation.js"
+import * as MetricKit from "../observability/MetricKit.js"
+import {
+  type BreakerWindow,
+  ConsecutiveWindow,
+  CountWindow,
+  TimeWindow,
+  type WindowFigures
+} from "./internal/breakerWindow.js"
+
+// ---------------------------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------------------------
+
+/** The state of a breaker. */
+export type State = "closed" | "open" | "half_open" | "isolated" | "disabled"
+
+/** When to trip (closed → open). Build one with `consecutive`, `countWindow` or `timeWindow`. */
+export type TripStrategy =
+  | { readonly _tag: "consecutive"; readonly threshold: number }
+  | {
+    readonly _tag: "count"
+    readonly size: number
+    readonly failureRate: number
+    readonly minimumCalls: number
+  }
+  | {
+    readonly _tag: "time"
+    readonly window: Duration.DurationInput
+    readonly buckets: number
+    readonly failureRate: number
+    readonly minimumCalls: number
+  }
+
+/** Trip after `threshold` bad calls in a row (default 5, as the original). */
+export const consecutive = (threshold = 5): TripStrategy => ({ _tag: "consecutive", threshold })
+
+/**
+ * Trip when, over the last `size` calls (default 100), the failure rate reaches `failureRate`
+ * (default 0.5), once at least `minimumCalls` (default 10) were recorded.
+ */
+export const countWindow = (
+  options: { readonly size?: number; readonly failureRate?: number; readonly minimumCalls?: number } = {}
+): TripStrategy => ({
+  _tag: "count",
+  size: options.size ?? 100,
+  failureRate: options.failureRate ?? 0.5,
+  minimumCalls: options.minimumCalls ?? Math.min(10, options.size ?? 100)
+})
+
+/**
+ * Trip when, over the last `window` (default 60 s, in `buckets` buckets, default 10), the
+ * failure rate reaches `failureRate` (default 0.5), once at least `minimumCalls` (default 10)
+ * were recorded.
+ */
+export const timeWindow = (
+  options: {
+    readonly window?: Duration.DurationInput
+    readonly buckets?: number
+    readonly failureRate?: number
+    readonly minimumCalls?: number
+  } = {}
+): TripStrategy => ({
+  _tag: "time",
+  window: options.window ?? Duration.minutes(1),
+  buckets: options.buckets ?? 10,
+  failureRate: options.failureRate ?? 0.5,
+  minimumCalls: options.minimumCalls ?? 10
+})
+
+/** Options of a breaker. Every field is optional; defaults in brackets. */
+export interface Options<E = unknown> {
+  /** Used in errors, metrics and state changes ["circuit-breaker"]. */
+  readonly name?: string
+  /** When to trip [consecutive(5)]. */
+  readonly trip?: TripStrategy
+  /**
+   * Slow-call tracking: a call that takes at least `duration` is slow. With a consecutive
+   * strategy a slow call counts as a bad call; with a window strategy the breaker also trips
+   * when the slow-call rate reaches `rate` [1]. A slow half-open trial call reopens.
+   */
+  readonly slowCall?: { readonly duration: Duration.DurationInput; readonly rate?: number }
+  /**
+   * How long to stay open before admitting trial calls: a duration, or a `Schedule` whose
+   * successive delays are used for successive reopenings (closing starts it again). [60 s]
+   */
+  readonly resetAfter?: Duration.DurationInput | Schedule.Schedule<unknown, unknown>
+  /** Trial calls admitted at a time in half-open [1]. */
+  readonly halfOpenMaxCalls?: number
+  /** Good trial calls needed to close [1]. */
+  readonly successThreshold?: number
+  /**
+   * Which typed failures count as failures [all]. Failures it rejects are neutral: they
+   * neither count as failures nor reset a run of failures. Defects always count.
+   */
+  readonly isFailure?: (error: E) => boolean
+  /** State to start from (hydration), as produced by `snapshot`. */
+  readonly initial?: Snapshot
+  /** Whether to update metrics [true]. */
+  readonly metrics?: boolean
+}
+
+/** Options after validation. */
+interface Config<E> {
+  readonly makeWindow: () => BreakerWindow
+  /** Slow-call threshold in ms, or undefined when slow calls are not tracked. */
+  readonly slowMillis: number | undefined
+  /** Whether a closed-state call must read the clock (time window or slow-call tracking). */
+  readonly timed: boolean
+  readonly reset: { readonly _tag: "fixed"; readonly millis: number } | {
+    readonly _tag: "schedule"
+    readonly schedule: Schedule.Schedule<unknown, unknown>
+  }
+  readonly halfOpenMaxCalls: number
+  readonly successThreshold: number
+  readonly isFailure: ((error: E) => boolean) | undefined
+  readonly metrics: boolean
+  /** A validated snapshot to start from. */
+  readonly initial?: Snapshot | undefined
+}
+
+const field = (name: string) => `circuitBreaker.${name}`
+
+/** Validates options; every problem is a ValidationError naming the field. */
+const resolve = <E>(options: Options<E>): Either.Either<Config<E>, ValidationError> =>
+  Either.gen(function*() {
+    const trip = options.trip ?? consecutive()
+    const slow = options.slowCall === undefined ? undefined : {
+      millis: Duration.toMillis(yield* Validation.duration(field("slowCall.duration"), options.slowCall.duration)),
+      rate: yield* Validation.ratio(field("slowCall.rate"), options.slowCall.rate ?? 1, { exclusiveZero: true })
+    }
+    let makeWindow: () => BreakerWindow
+    switch (trip._tag) {
+      case "consecutive": {
+        const threshold = yield* Validation.positiveInt(field("trip.threshold"), trip.threshold)
+        makeWindow = () => new ConsecutiveWindow(threshold)
+        break
+      }
+      case "count": {
+        const size = yield* Validation.int(field("trip.size"), trip.size, { min: 1, max: 1_000_000 })
+        const rule = {
+          failureRate: yield* Validation.ratio(field("trip.failureRate"), trip.failureRate, { exclusiveZero: true }),
+          minimumCalls: yield* Validation.int(field("trip.minimumCalls"), trip.minimumCalls, { min: 1, max: size }),
+          slowRate: slow?.rate
+        }
+        makeWindow = () => new CountWindow(size, rule)
+        break
+      }
+      case "time": {
+        const window = Duration.toMillis(yield* Validation.duration(field("trip.window"), trip.window))
+        const buckets = yield* Validation.int(field("trip.buckets"), trip.buckets, { min: 1, max: 1000 })
+        if (window / buckets < 1) {
+          return yield* Validation.invalid(field("trip.buckets"), `each bucket must span at least 1 ms (window ${window} ms)`)
+        }
+        const rule = {
+          failureRate: yield* Validation.ratio(field("trip.failureRate"), trip.failureRate, { exclusiveZero: true }),
+          minimumCalls: yield* Validation.positiveInt(field("trip.minimumCalls"), trip.minimumCalls),
+          slowRate: slow?.rate
+        }
+        makeWindow = () => new TimeWindow(window, buckets, rule)
+        break
+      }
+      default:
+        return yield* Validation.invalid(field("trip"), `unknown strategy ${JSON.stringify(trip)}`)
+    }
+    const resetAfter = options.resetAfter ?? Duration.minutes(1)
+    const reset = Schedule.isSchedule(resetAfter)
+      ? { _tag: "schedule" as const, schedule: resetAfter }
+      : { _tag: "fixed" as const, millis: Duration.toMillis(yield* Validation.duration(field("resetAfter"), resetAfter)) }
+    return {
+      makeWindow,
+      slowMillis: slow?.millis,
+      timed: trip._tag === "time" || slow !== undefined,
+      reset,
+      halfOpenMaxCalls: yield* Validation.positiveInt(field("halfOpenMaxCalls"), options.halfOpenMaxCalls ?? 1),
+      successThreshold: yield* Validation.positiveInt(field("successThreshold"), options.successThreshold ?? 1),
+      isFailure: options.isFailure,
+      metrics: options.metrics ?? true
+    }
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots
+// ---------------------------------------------------------------------------------------------
+
+const Count = Schema.NonNegativeInt
+
+/** The serialisable state of a breaker. Times are epoch milliseconds of the breaker's clock. */
+export const Snapshot = Schema.Struct({
+  name: Schema.String,
+  state: Schema.Literal("closed", "open", "half_open", "isolated", "disabled"),
+  /** When the breaker last opened. */
+  openedAt: Schema.optional(Schema.Finite),
+  /** When an open breaker starts admitting trial calls. */
+  openUntil: Schema.optional(Schema.Finite),
+  /** Openings since the breaker last closed (drives the reset backoff). */
+  openCount: Count,
+  halfOpenSuccesses: Count,
+  window: Schema.Union(
+    Schema.TaggedStruct("consecutive", { consecutiveFailures: Count }),
+    Schema.TaggedStruct("count", { outcomes: Schema.Array(Schema.Int.pipe(Schema.between(0, 3))) }),
+    Schema.TaggedStruct("time", { bucketStart: Schema.Finite, buckets: Schema.Array(Schema.Tuple(Count, Count, Count)) })
+  ),
+  successes: Count,
+  failures: Count,
+  rejections: Count,
+  slowCalls: Count
+})
+export type Snapshot = typeof Snapshot.Type
+
+const decodeSnapshot = Validation.decode(Snapshot, "snapshot")
+
+// ---------------------------------------------------------------------------------------------
+// The breaker
+// ---------------------------------------------------------------------------------------------
+
+/** A state transition. `at` is epoch milliseconds. */
+export interface StateChange {
+  readonly breaker: string
+  readonly from: State
+  readonly to: State
+  readonly at: number
+}
+
+/** What a breaker has seen. */
+export interface Stats {
+  readonly name: string
+  readonly state: State
+  readonly successes: number
+  readonly failures: number
+  readonly rejections: number
+  readonly slowCalls: number
+  /** The closed-state window (calls, failures, slow calls, current run of failures). */
+  readonly window: WindowFigures
+  /** Openings since the breaker last closed. */
+  readonly openCount: number
+  /** When an open breaker will admit trial calls (epoch ms). */
+  readonly openUntil: number | undefined
+  /** Trial calls in flight. */
+  readonly halfOpenInFlight: number
+}
+
+/** A circuit breaker; `E` is the error type its `isFailure` classifies. */
+export interface CircuitBreaker<in E = unknown> {
+  readonly name: string
+  /** Runs the effect if the breaker admits it, recording the outcome. */
+  protect<A, E1 extends E, R>(self: Effect.Effect<A, E1, R>): Effect.Effect<A, E1 | CircuitOpenError, R>
+  /** The current state (an open breaker whose delay is over reads, and becomes, half-open). */
+  readonly state: Effect.Effect<State>
+  readonly stats: Effect.Effect<Stats>
+  /** State transitions from the moment the stream is run. */
+  readonly stateChanges: Stream.Stream<StateChange>
+  /** Forces the breaker open until `reset`. */
+  readonly isolate: Effect.Effect<void>
+  /** Closes the breaker, clears its window and restarts the reset backoff; also re-enables it. */
+  readonly reset: Effect.Effect<void>
+  /** Lets every call through without recording anything, until `reset`. */
+  readonly disable: Effect.Effect<void>
+  /** The serialisable state. */
+  readonly snapshot: Effect.Effect<Snapshot>
+  /** Replaces the state with a snapshot (validated; a bad snapshot changes nothing). */
+  restore(snapshot: unknown): Effect.Effect<void, ValidationError>
+}
+
+const CLOSED = 0
+const HALF_OPEN = 1
+const OPEN = 2
+const ISOLATED = 3
+const DISABLED = 4
+type Code = 0 | 1 | 2 | 3 | 4
+
+const stateNames: ReadonlyArray<State> = ["closed", "half_open", "open", "isolated", "disabled"]
+const codeOf = (state: State): Code => stateNames.indexOf(state) as Code
+
+/** Outcome classes of a finished call. */
+const GOOD = 0
+const BAD = 1
+const NEUTRAL = 2
+type Verdict = 0 | 1 | 2
+
+class BreakerMetrics {
+  readonly state: Metric.Metric.Gauge<number>
+  readonly success: Metric.Metric.Counter<number>
+  readonly failure: Metric.Metric.Counter<number>
+  readonly rejected: Metric.Metric.Counter<number>
+  readonly slow: Metric.Metric.Counter<number>
+  readonly changes: Metric.Metric.Counter<number>
+  constructor(breaker: string) {
+    this.state = MetricKit.gauge("foundation_circuit_breaker_state", {
+      description: "Circuit breaker state: 0 closed, 1 half-open, 2 open, 3 isolated, 4 disabled",
+      tags: { breaker }
+    })
+    const calls = (outcome: string) =>
+      MetricKit.counter("foundation_circuit_breaker_calls_total", {
+        description: "Calls through circuit breakers by outcome",
+        tags: { breaker, outcome }
+      })
+    this.success = calls("success")
+    this.failure = calls("failure")
+    this.rejected = calls("rejected")
+    this.slow = MetricKit.counter("foundation_circuit_breaker_slow_calls_total", {
+      description: "Slow calls through circuit breakers",
+      tags: { breaker }
+    })
+    this.changes = MetricKit.counter("foundation_circuit_breaker_state_changes_total", {
+      description: "Circuit breaker state transitions",
+      tags: { breaker }
+    })
+  }
+}
+
+/**
+ * The implementation. All mutable fields are read and written only inside synchronous steps
+ * (an `Effect.sync`/`suspend` body or a `matchCauseEffect` handler): fibers interleave only
+ * between effects, so each step is atomic without locks, and no user code runs inside one.
+ */
+class Breaker<E> implements CircuitBreaker<E> {
+  private code: Code = CLOSED
+  /** Incremented on every transition; results of calls admitted in another epoch are ignored. */
+  private epoch = 0
+  private openedAt: number | undefined = undefined
+  private openUntil = 0
+  private openCount = 0
+  private probes = 0
+  private halfOpenSuccesses = 0
+  private successes = 0
+  private failures = 0
+  private rejections = 0
+  private slowCalls = 0
+  /** Delay of the next opening, precomputed from the reset policy. */
+  private nextDelay: number
+  private resetState: unknown
+  private listeners: Array<(change: StateChange) => void> | undefined = undefined
+  private meters: BreakerMetrics | undefined = undefined
+  private readonly window: BreakerWindow
+
+  constructor(
+    readonly name: string,
+    private readonly config: Config<E>,
+    private readonly clock: Clock.Clock
+  ) {
+    this.window = config.makeWindow()
+    this.nextDelay = config.reset._tag === "fixed" ? config.reset.millis : 0
+    this.resetState = config.reset._tag === "schedule" ? config.reset.schedule.initial : undefined
+  }
+
+  // --- calls --------------------------------------------------------------------------------
+
+  protect<A, E1 extends E, R>(self: Effect.Effect<A, E1, R>): Effect.Effect<A, E1 | CircuitOpenError, R> {
+    return Effect.suspend(() => {
+      switch (this.code) {
+        case CLOSED:
+          return this.runClosed(self)
+        case DISABLED:
+          return self
+        case ISOLATED:
+          return this.reject("isolated", Duration.infinity)
+        case OPEN: {
+          // Rejections need no permit, hence no interruption mask.
+          const now = this.clock.unsafeCurrentTimeMillis()
+          if (now < this.openUntil) return this.reject("open", Duration.millis(this.openUntil - now))
+        }
+      }
+      return this.admitGuarded(self)
+    })
+  }
+
+  /** Closed state: no permit to give back, so no need to mask interruption. */
+  private runClosed<A, E1 extends E, R>(self: Effect.Effect<A, E1, R>): Effect.Effect<A, E1, R> {
+    const epoch = this.epoch
+    if (this.config.timed) {
+      const start = this.clock.unsafeCurrentTimeMillis()
+      return Effect.matchCauseEffect(self, {
+        onSuccess: (a) => this.after(this.recordClosed(epoch, GOOD, start), Effect.succeed(a)),
+        onFailure: (cause) => this.after(this.recordClosed(epoch, this.verdict(cause), start), Effect.failCause(cause))
+      })
+    }
+    return Effect.matchCauseEffect(self, {
+      onSuccess: (a) => this.after(this.recordClosed(epoch, GOOD, -1), Effect.succeed(a)),
+      onFailure: (cause) => this.after(this.recordClosed(epoch, this.verdict(cause), -1), Effect.failCause(cause))
+    })
+  }
+
+  /** Open, half-open and isolated: admission and permit release are masked from interruption. */
+  private admitGuarded<A, E1 extends E, R>(self: Effect.Effect<A, E1, R>): Effect.Effect<A, E1 | CircuitOpenError, R> {
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.suspend((): Effect.Effect<A, E1 | CircuitOpenError, R> => {
+        switch (this.code) {
+          case CLOSED:
+            return restore(this.runClosed(self))
+          case DISABLED:
+            return restore(self)
+          case ISOLATED:
+            return this.reject("isolated", Duration.infinity)
+        }
+        const now = this.clock.unsafeCurrentTimeMillis()
+        if (this.code === OPEN) {
+          if (now < this.openUntil) return this.reject("open", Duration.millis(this.openUntil - now))
+          this.transition(HALF_OPEN, now)
+        }
+        if (this.probes >= this.config.halfOpenMaxCalls) return this.reject("half_open", Duration.zero)
+        this.probes++
+        const epoch = this.epoch
+        return Effect.matchCauseEffect(restore(self), {
+          onSuccess: (a) => this.after(this.completeProbe(epoch, GOOD, now), Effect.succeed(a)),
+          onFailure: (cause) => this.after(this.completeProbe(epoch, this.verdict(cause), now), Effect.failCause(cause))
+        })
+      })
+    )
+  }
+
+  private reject(state: CircuitOpenError["state"], retryAfter: Duration.Duration): Effect.Effect<never, CircuitOpenError> {
+    this.rejections++
+    if (this.config.metrics) MetricKit.bump(this.metrics().rejected)
+    return Effect.fail(new CircuitOpenError({ breaker: this.name, retryAfter, state }))
+  }
+
+  /** Runs the follow-up of a transition (advancing the reset schedule), if any, then `next`. */
+  private after<A, E1>(followUp: Effect.Effect<void> | undefined, next: Effect.Effect<A, E1>): Effect.Effect<A, E1> {
+    return followUp === undefined ? next : Effect.zipRight(followUp, next)
+  }
+
+  /** Classifies a failed call. Interruption is neutral; defects are bad. */
+  private verdict(cause: Cause.Cause<E>): Verdict {
+    if (cause._tag === "Fail") return this.counts(cause.error)
+    if (cause._tag === "Die") return BAD
+    if (Cause.isInterruptedOnly(cause)) return NEUTRAL
+    if (Cause.isDie(cause)) return BAD
+    for (const error of Cause.failures(cause)) if (this.counts(error) === BAD) return BAD
+    return NEUTRAL
+  }
+
+  private counts(error: E): Verdict {
+    const isFailure = this.config.isFailure
+    if (isFailure === undefined) return BAD
+    try {
+      return isFailure(error) ? BAD : NEUTRAL
+    } catch {
+      return BAD // a predicate that throws is a defect: count it like one
+    }
+  }
+
+  private isSlow(start: number, now: number): boolean {
+    return this.config.slowMillis !== undefined && now - start >= this.config.slowMillis
+  }
+
+  /** Records a closed-state call; `start` is its start time, or -1 when it was not timed. */
+  private recordClosed(epoch: number, verdict: Verdict, start: number): Effect.Effect<void> | undefined {
+    if (epoch !== this.epoch || verdict === NEUTRAL) return undefined
+    const timed = start >= 0
+    const now = timed ? this.clock.unsafeCurrentTimeMillis() : -1
+    const slow = timed && this.isSlow(start, now)
+    const failure = verdict === BAD
+    this.count(failure, slow)
+    if (!this.window.record(failure, slow, now)) return undefined
+    return this.open(timed ? now : this.clock.unsafeCurrentTimeMillis())
+  }
+
+  private completeProbe(epoch: number, verdict: Verdict, start: number): Effect.Effect<void> | undefined {
+    if (epoch !== this.epoch) return undefined // the breaker moved on; this permit was already dropped
+    this.probes--
+    if (verdict === NEUTRAL) return undefined
+    const now = this.clock.unsafeCurrentTimeMillis()
+    const slow = this.isSlow(start, now)
+    this.count(verdict === BAD, slow)
+    if (verdict === BAD || slow) return this.open(now)
+    return ++this.halfOpenSuccesses >= this.config.successThreshold ? this.close(now) : undefined
+  }
+
+  private count(failure: boolean, slow: boolean): void {
+    if (failure) this.failures++
+    else this.successes++
+    if (slow) this.slowCalls++
+    if (this.config.metrics) {
+      const m = this.metrics()
+      MetricKit.bump(failure ? m.failure : m.success)
+      if (slow) MetricKit.bump(m.slow)
+    }
+  }
+
+  // --- transitions --------------------------------------------------------------------------
+
+  private metrics(): BreakerMetrics {
+    return this.meters ??= new BreakerMetrics(this.name)
+  }
+
+  private transition(to: Code, now: number): void {
+    const from = this.code
+    this.code = to
+    this.epoch++
+    this.probes = 0
+    this.halfOpenSuccesses = 0
+    if (this.config.metrics) {
+      const m = this.metrics()
+      MetricKit.set(m.state, to)
+      MetricKit.bump(m.changes)
+    }
+    const listeners = this.listeners
+    if (listeners !== undefined && from !== to) {
+      const change: StateChange = { breaker: this.name, from: stateNames[from]!, to: stateNames[to]!, at: now }
+      for (const listener of listeners) listener(change)
+    }
+  }
+
+  private open(now: number): Effect.Effect<void> | undefined {
+    this.openedAt = now
+    this.openUntil = now + this.nextDelay
+    this.openCount++
+    this.window.reset()
+    this.transition(OPEN, now)
+    return this.config.reset._tag === "schedule" ? this.advanceReset : undefined
+  }
+
+  private close(now: number): Effect.Effect<void> | undefined {
+    this.window.reset()
+    this.openCount = 0
+    this.transition(CLOSED, now)
+    return this.restartReset()
+  }
+
+  /** Starts the reset schedule again (after closing). */
+  private restartReset(): Effect.Effect<void> | undefined {
+    const reset = this.config.reset
+    if (reset._tag === "fixed") return undefined
+    this.resetState = reset.schedule.initial
+    return this.advanceReset
+  }
+
+  /** Steps the reset schedule to precompute the delay of the next opening. */
+  private readonly advanceReset: Effect.Effect<void> = Effect.uninterruptible(Effect.suspend(() => {
+    const reset = this.config.reset
+    if (reset._tag === "fixed") return Effect.void
+    const now = this.clock.unsafeCurrentTimeMillis()
+    return Effect.map(reset.schedule.step(now, undefined, this.resetState), ([state, , decision]) => {
+      if (ScheduleDecision.isDone(decision)) return // a finished schedule keeps its last delay
+      this.resetState = state
+      this.nextDelay = Math.max(0, ScheduleIntervals.start(decision.intervals) - now)
+    })
+  }))
+
+  /** Lazily moves an open breaker whose delay is over to half-open. */
+  private refresh(now: number): void {
+    if (this.code === OPEN && now >= this.openUntil) this.transition(HALF_OPEN, now)
+  }
+
+  // --- inspection and control ---------------------------------------------------------------
+
+  get state(): Effect.Effect<State> {
+    return Effect.sync(() => {
+      this.refresh(this.clock.unsafeCurrentTimeMillis())
+      return stateNames[this.code]!
+    })
+  }
+
+  get stats(): Effect.Effect<Stats> {
+    return Effect.sync(() => {
+      const now = this.clock.unsafeCurrentTimeMillis()
+      this.refresh(now)
+      return {
+        name: this.name,
+        state: stateNames[this.code]!,
+        successes: this.successes,
+        failures: this.failures,
+        rejections: this.rejections,
+        slowCalls: this.slowCalls,
+        window: this.window.figures(now),
+        openCount: this.openCount,
+        openUntil: this.code === OPEN ? this.openUntil : undefined,
+        halfOpenInFlight: this.probes
+      }
+    })
+  }
+
+  get stateChanges(): Stream.Stream<StateChange> {
+    return Stream.asyncPush<StateChange>((emit) =>
+      Effect.acquireRelease(
+        Effect.sync(() => {
+          const listener = (change: StateChange) => void emit.single(change)
+          ;(this.listeners ??= []).push(listener)
+          return listener
+        }),
+        (listener) =>
+          Effect.sync(() => {
+            const listeners = this.listeners
+            if (listeners === undefined) return
+            const i = listeners.indexOf(listener)
+            if (i >= 0) listeners.splice(i, 1)
+            if (listeners.length === 0) this.listeners = undefined
+          })
+      ), { bufferSize: 1024, strategy: "sliding" })
+  }
+
+  get isolate(): Effect.Effect<void> {
+    return Effect.sync(() => this.transition(ISOLATED, this.clock.unsafeCurrentTimeMillis()))
+  }
+
+  get disable(): Effect.Effect<void> {
+    return Effect.sync(() => this.transition(DISABLED, this.clock.unsafeCurrentTimeMillis()))
+  }
+
+  get reset(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const followUp = this.close(this.clock.unsafeCurrentTimeMillis())
+      return followUp ?? Effect.void
+    })
+  }
+
+  get snapshot(): Effect.Effect<Snapshot> {
+    return Effect.sync(() => {
+      this.refresh(this.clock.unsafeCurrentTimeMillis())
+      return {
+        name: this.name,
+        state: stateNames[this.code]!,
+        ...(this.openedAt === undefined ? {} : { openedAt: this.openedAt }),
+        ...(this.code === OPEN ? { openUntil: this.openUntil } : {}),
+        openCount: this.openCount,
+        halfOpenSuccesses: this.halfOpenSuccesses,
+        window: this.window.snapshot(),
+        successes: this.successes,
+        failures: this.failures,
+        rejections: this.rejections,
+        slowCalls: this.slowCalls
+      }
+    })
+  }
+
+  restore(input: unknown): Effect.Effect<void, ValidationError> {
+    return Effect.flatMap(decodeSnapshot(input), (snapshot) => this.apply(snapshot))
+  }
+
+  /** Applies a valid snapshot. A window of another kind than this breaker's is ignored. */
+  apply(snapshot: Snapshot): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const now = this.clock.unsafeCurrentTimeMillis()
+      this.window.reset()
+      this.window.restore(snapshot.window)
+      this.successes = snapshot.successes
+      this.failures = snapshot.failures
+      this.rejections = snapshot.rejections
+      this.slowCalls = snapshot.slowCalls
+      this.openedAt = snapshot.openedAt
+      this.openCount = snapshot.openCount
+      this.openUntil = snapshot.openUntil ?? now
+      this.transition(codeOf(snapshot.state), now)
+      this.halfOpenSuccesses = snapshot.state === "half_open"
+        ? Math.min(snapshot.halfOpenSuccesses, this.config.successThreshold - 1)
+        : 0
+      const reset = this.config.reset
+      if (reset._tag === "fixed") return Effect.void
+      // Replay the schedule so the next opening gets the delay it would have had.
+      this.resetState = reset.schedule.initial
+      return Effect.repeatN(this.advanceReset, snapshot.openCount)
+    })
+  }
+
+  /** Runs the first step of the reset schedule; done once at construction. */
+  get init(): Effect.Effect<this> {
+    const reset = this.config.reset._tag === "schedule" ? this.advanceReset : Effect.void
+    const initial = this.config.initial
+    return Effect.as(initial === undefined ? reset : Effect.zipRight(reset, this.apply(initial)), this)
+  }
+}
+
+/**
+ * Makes a breaker. It holds no fibers, timers or finalizers, so it needs no `Scope`.
+ * Fails with `ValidationError` (naming the field) on bad options or a bad `initial` snapshot.
+ */
+export const make = <E = unknown>(options: Options<E> = {}): Effect.Effect<CircuitBreaker<E>, ValidationError> =>
+  build(options)
+
+const build = <E>(options: Options<E>): Effect.Effect<Breaker<E>, ValidationError> =>
+  Effect.gen(function*() {
+    const config = yield* resolve(options)
+    const initial = options.initial === undefined ? undefined : yield* decodeSnapshot(options.initial)
+    const name = yield* Validation.nonEmptyString(field("name"), options.name ?? "circuit-breaker")
+    const clock = yield* Effect.clock
+    return yield* new Breaker<E>(name, { ...config, initial }, clock).init
+  })
+
+/** `protect` as a pipeable function: `effect.pipe(CircuitBreaker.protect(breaker))`. */
+export const protect: {
+  <E>(breaker: CircuitBreaker<E>): <A, E1 extends E, R>(self: Effect.Effect<A, E1, R>) => Effect.Effect<A, E1 | CircuitOpenError, R>
+  <A, E1 extends E, R, E>(self: Effect.Effect<A, E1, R>, breaker: CircuitBreaker<E>): Effect.Effect<A, E1 | CircuitOpenError, R>
+} = dual(2, <A, E1 extends E, R, E>(self: Effect.Effect<A, E1, R>, breaker: CircuitBreaker<E>) => breaker.protect(self))
+
+// ---------------------------------------------------------------------------------------------
+// CircuitBreakers: named breakers
+// ---------------------------------------------------------------------------------------------
+
+/** Named breakers sharing default options. */
+export interface Registry {
+  /** The breaker named `name`, made with the defaults on first use. */
+  get(name: string): Effect.Effect<CircuitBreaker>
+  /**
+   * Makes (or remakes) the breaker named `name` with the defaults overridden by `options`. A
+   * breaker that already exists keeps its state (carried over by snapshot).
+   */
+  configure(name: string, options: Omit<Options, "name">): Effect.Effect<CircuitBreaker, ValidationError>
+  /** Removes a breaker; true when it existed. */
+  remove(name: string): Effect.Effect<boolean>
+  /** Runs an effect through the breaker named `name`. */
+  protect<A, E, R>(name: string, self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpenError, R>
+  /** Stats of every breaker, by name. */
+  readonly status: Effect.Effect<Readonly<Record<string, Stats>>>
+  readonly names: Effect.Effect<ReadonlyArray<string>>
+}
+
+/** The `CircuitBreakers` service. */
+export class CircuitBreakers extends Context.Tag("effect-foundation/CircuitBreakers")<CircuitBreakers, Registry>() {}
+
+/** Makes a registry; `defaults` are validated here, once. */
+export const makeRegistry = (defaults: Omit<Options, "name" | "initial"> = {}): Effect.Effect<Registry, ValidationError> =>
+  Effect.gen(function*() {
+    const config = yield* resolve(defaults)
+    const clock = yield* Effect.clock
+    const breakers = new Map<string, Breaker<unknown>>()
+    const insert = (name: string, breaker: Breaker<unknown>): Breaker<unknown> => {
+      const existing = breakers.get(name)
+      if (existing !== undefined) return existing
+      breakers.set(name, breaker)
+      return breaker
+    }
+    const get = (name: string): Effect.Effect<CircuitBreaker> =>
+      Effect.suspend(() => {
+        const existing = breakers.get(name)
+        if (existing !== undefined) return Effect.succeed(existing)
+        return Effect.map(new Breaker(name, config, clock).init, (b) => insert(name, b))
+      })
+    const registry: Registry = {
+      get,
+      configure: (name, options) =>
+        Effect.gen(function*() {
+          const current = breakers.get(name)
+          const state = current === undefined ? undefined : yield* current.snapshot
+          const made = yield* build({ ...defaults, ...options, name, ...(state === undefined ? {} : { initial: state }) })
+          breakers.set(name, made)
+          return made
+        }),
+      remove: (name) => Effect.sync(() => breakers.delete(name)),
+      protect: (name, self) => Effect.flatMap(get(name), (breaker) => breaker.protect(self)),
+      status: Effect.suspend(() =>
+        Effect.map(
+          Effect.forEach([...breakers.values()], (b) => b.stats),
+          (all) => Object.fromEntries(all.map((s) => [s.name, s]))
+        )
+      ),
+      names: Effect.sync(() => [...breakers.keys()])
+    }
+    return registry
+  })
+
+/** A layer of the `CircuitBreakers` service with the given defaults. */
+export const layer = (defaults: Omit<Options, "name" | "initial"> = {}): Layer.Layer<CircuitBreakers, ValidationError> =>
+  Layer.effect(CircuitBreakers, makeRegistry(defaults))
