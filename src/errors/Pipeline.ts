@@ -45,7 +45,7 @@ export const isCategory = <const C extends ErrorCategory>(...categories: Readonl
 export const catchCategory: {
   <E, const C extends CategoryIn<E>, A1, E1, R1>(
     categories: C | ReadonlyArray<C>,
-    f: (error: OfCategory<NoInfer<E>, C>) => Effect.Effect<A1, E1, R1>
+    f: (error: NoInfer<OfCategory<E, C>>) => Effect.Effect<A1, E1, R1>
   ): <A, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A | A1, ExcludeCategory<E, C> | E1, R | R1>
   <A, E, R, const C extends CategoryIn<E>, A1, E1, R1>(
     self: Effect.Effect<A, E, R>,
@@ -65,7 +65,7 @@ export const catchCategory: {
 export const tapCategory: {
   <E, const C extends CategoryIn<E>, X, E1, R1>(
     categories: C | ReadonlyArray<C>,
-    f: (error: OfCategory<NoInfer<E>, C>) => Effect.Effect<X, E1, R1>
+    f: (error: NoInfer<OfCategory<E, C>>) => Effect.Effect<X, E1, R1>
   ): <A, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | E1, R | R1>
   <A, E, R, const C extends CategoryIn<E>, X, E1, R1>(
     self: Effect.Effect<A, E, R>,

@@ -1,0 +1,204 @@
+/**
+ * Time limits that fail with `TimeoutError` (category transient), cheaply.
+ *
+ * `Effect.timeout` forks two fibers per call (the effect and a sleeping timer), about 25–35 µs.
+ * A `Timeout` made here instead keeps one timer fiber for all its calls (a deadline wheel on
+ * `Clock`, see `internal/deadlineWheel.ts`) and registers each call's deadline in O(1):
+ *
+ * - `promise` / `tryPromise` run promise-returning work with no fork at all: the deadline and the
+ *   promise race inside one `Effect.async`. The function may take an `AbortSignal`, aborted on
+ *   timeout and on interruption (the signal is only created when the function declares it).
+ * - `apply` limits any effect. Preempting an arbitrary effect needs it to run in its own fiber,
+ *   so this forks once (the timer is still shared): about half the cost of `Effect.timeout`.
+ *
+ * On timeout the work is interrupted (effects) or its signal aborted (promises) and the caller
+ * gets `TimeoutError` at once. Closing the scope the `Timeout` was made in fails the calls still
+ * in flight with `TimeoutError`, as their deadline can no longer be enforced.
+ *
+ * Metric: `foundation_timeout_timeouts_total`, tagged `timeout` with the name.
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import { dual } from "effect/Function"
+import type * as Scope from "effect/Scope"
+import { TimeoutError, type ValidationError } from "../errors/FoundationError.js"
+import * as Validation from "../errors/Validation.js"
+import * as MetricKit from "../observability/MetricKit.js"
+import { DeadlineWheel } from "./internal/deadlineWheel.js"
+
+/** Options of a `Timeout`. */
+export interface Options {
+  /** The default time limit of each call. */
+  readonly duration: Duration.DurationInput
+  /** Used in errors and metrics ["timeout"]. */
+  readonly name?: string
+}
+
+/** A time limit shared by many calls. */
+export interface Timeout {
+  readonly name: string
+  readonly duration: Duration.Duration
+  /** Limits an effect (one fork per call). */
+  apply<A, E, R>(self: Effect.Effect<A, E, R>, duration?: Duration.DurationInput): Effect.Effect<A, E | TimeoutError, R>
+  /** Limits promise-returning work (no fork); a rejection is a defect, as with `Effect.promise`. */
+  promise<A>(
+    evaluate: (signal: AbortSignal) => PromiseLike<A>,
+    duration?: Duration.DurationInput
+  ): Effect.Effect<A, TimeoutError>
+  /** Limits promise-returning work (no fork); a rejection is mapped by `catch`. */
+  tryPromise<A, E>(
+    options: { readonly try: (signal: AbortSignal) => PromiseLike<A>; readonly catch: (error: unknown) => E },
+    duration?: Duration.DurationInput
+  ): Effect.Effect<A, E | TimeoutError>
+  /** Calls currently being timed. */
+  readonly inFlight: Effect.Effect<number>
+}
+
+const millisOf = (input: Duration.DurationInput | undefined, fallback: number): number => {
+  if (input === undefined) return fallback
+  const d = Duration.decodeUnknown(input)
+  // A per-call override that is not a valid positive duration falls back to the default.
+  if (d._tag === "None" || !Duration.isFinite(d.value)) return fallback
+  const ms = Duration.toMillis(d.value)
+  return ms > 0 ? ms : fallback
+}
+
+class TimeoutImpl implements Timeout {
+  private readonly timeouts: ReturnType<typeof MetricKit.counter>
+  constructor(
+    readonly name: string,
+    readonly duration: Duration.Duration,
+    private readonly millis: number,
+    private readonly wheel: DeadlineWheel
+  ) {
+    this.timeouts = MetricKit.counter("foundation_timeout_timeouts_total", {
+      description: "Calls that exceeded their time limit",
+      tags: { timeout: name }
+    })
+  }
+
+  private error(ms: number): TimeoutError {
+    MetricKit.bump(this.timeouts)
+    return new TimeoutError({ timeout: Duration.millis(ms), label: this.name })
+  }
+
+  apply<A, E, R>(self: Effect.Effect<A, E, R>, duration?: Duration.DurationInput): Effect.Effect<A, E | TimeoutError, R> {
+    const ms = millisOf(duration, this.millis)
+    return Effect.flatMap(Effect.fork(self), (fiber) =>
+      Effect.async<A, E | TimeoutError>((resume) => {
+        const observer = (exit: Exit.Exit<A, E>) => {
+          if (this.wheel.remove(entry)) resume(Effect.zipRight(Fiber.inheritAll(fiber), exit))
+        }
+        const entry = this.wheel.add(ms, () => {
+          fiber.removeObserver(observer)
+          resume(Effect.zipRight(Fiber.interrupt(fiber), Effect.fail(this.error(ms))))
+        })
+        fiber.addObserver(observer)
+        return Effect.suspend(() => {
+          this.wheel.remove(entry)
+          fiber.removeObserver(observer)
+          return Fiber.interrupt(fiber)
+        })
+      }))
+  }
+
+  promise<A>(evaluate: (signal: AbortSignal) => PromiseLike<A>, duration?: Duration.DurationInput): Effect.Effect<A, TimeoutError> {
+    return this.race(evaluate, Effect.die, duration)
+  }
+
+  tryPromise<A, E>(
+    options: { readonly try: (signal: AbortSignal) => PromiseLike<A>; readonly catch: (error: unknown) => E },
+    duration?: Duration.DurationInput
+  ): Effect.Effect<A, E | TimeoutError> {
+    return this.race(options.try, (u) => Effect.fail(options.catch(u)), duration)
+  }
+
+  private race<A, E>(
+    evaluate: (signal: AbortSignal) => PromiseLike<A>,
+    onReject: (error: unknown) => Effect.Effect<never, E>,
+    duration: Duration.DurationInput | undefined
+  ): Effect.Effect<A, E | TimeoutError> {
+    const ms = millisOf(duration, this.millis)
+    const wheel = this.wheel
+    if (evaluate.length === 0) {
+      // No signal wanted: no controller, no canceler (which would cost an interruption hook).
+      return Effect.async<A, E | TimeoutError>((resume) => {
+        const entry = wheel.add(ms, () => resume(Effect.fail(this.error(ms))))
+        settle(evaluate as () => PromiseLike<A>, entry, wheel, resume, onReject)
+      })
+    }
+    return Effect.async<A, E | TimeoutError>((resume) => {
+      const controller = new AbortController()
+      const entry = wheel.add(ms, () => {
+        const error = this.error(ms)
+        controller.abort(error)
+        resume(Effect.fail(error))
+      })
+      settle(() => evaluate(controller.signal), entry, wheel, resume, onReject)
+      return Effect.sync(() => {
+        wheel.remove(entry)
+        controller.abort()
+      })
+    })
+  }
+
+  get inFlight(): Effect.Effect<number> {
+    return Effect.sync(() => this.wheel.size)
+  }
+}
+
+/** Starts the work and resumes with its outcome unless the deadline fired first. */
+const settle = <A, E>(
+  evaluate: () => PromiseLike<A>,
+  entry: ReturnType<DeadlineWheel["add"]>,
+  wheel: DeadlineWheel,
+  resume: (effect: Effect.Effect<A, E | TimeoutError>) => void,
+  onReject: (error: unknown) => Effect.Effect<never, E>
+): void => {
+  let promise: PromiseLike<A>
+  try {
+    promise = evaluate()
+  } catch (error) {
+    if (wheel.remove(entry)) resume(onReject(error))
+    return
+  }
+  promise.then(
+    (a) => {
+      if (wheel.remove(entry)) resume(Effect.succeed(a))
+    },
+    (error) => {
+      if (wheel.remove(entry)) resume(onReject(error))
+    }
+  )
+}
+
+/**
+ * Makes a `Timeout`. Its timer fiber lives in the current scope; bad options fail with
+ * `ValidationError`.
+ */
+export const make = (options: Options): Effect.Effect<Timeout, ValidationError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const duration = yield* Validation.duration("timeout.duration", options.duration)
+    const name = yield* Validation.nonEmptyString("timeout.name", options.name ?? "timeout")
+    const wheel = new DeadlineWheel(yield* Effect.clock)
+    yield* Effect.addFinalizer(() => Effect.sync(() => wheel.fireAll()))
+    yield* Effect.forkScoped(wheel.run)
+    return new TimeoutImpl(name, duration, Duration.toMillis(duration), wheel)
+  })
+
+/**
+ * A one-off time limit with Effect's own `timeoutFail` (two forks per call): for occasional use
+ * where no `Timeout` is at hand.
+ */
+export const timeout: {
+  (duration: Duration.DurationInput): <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | TimeoutError, R>
+  <A, E, R>(self: Effect.Effect<A, E, R>, duration: Duration.DurationInput): Effect.Effect<A, E | TimeoutError, R>
+} = dual(2, <A, E, R>(self: Effect.Effect<A, E, R>, duration: Duration.DurationInput) => timeoutWith(self, duration))
+
+const timeoutWith = <A, E, R>(self: Effect.Effect<A, E, R>, duration: Duration.DurationInput) =>
+  Effect.timeoutFail(self, {
+    duration,
+    onTimeout: () => new TimeoutError({ timeout: Duration.decode(duration) })
+  })
