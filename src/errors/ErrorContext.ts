@@ -91,9 +91,13 @@ export const withContext: {
       self.pipe(
         Effect.catchAllCause((cause): Effect.Effect<never, E | InternalError> => {
           if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
-          const failure = Cause.failureOption(cause)
-          if (Option.isSome(failure)) return Effect.fail(attach(failure.value, context))
-          return Effect.fail(attach(InternalError.fromCause(cause), context))
+          // The context as it is now, with the breadcrumbs and metadata added inside.
+          return Effect.flatMap(FiberRef.get(currentContext), (now): Effect.Effect<never, E | InternalError> => {
+            const latest = Option.getOrElse(now, () => context)
+            const failure = Cause.failureOption(cause)
+            if (Option.isSome(failure)) return Effect.fail(attach(failure.value, latest))
+            return Effect.fail(attach(InternalError.fromCause(cause), latest))
+          })
         }),
         Effect.locally(currentContext, Option.some(context)),
         Effect.annotateLogs("correlationId", context.correlationId)

@@ -46,7 +46,7 @@ export const catchCategory: {
   <E, const C extends CategoryIn<E>, A1, E1, R1>(
     categories: C | ReadonlyArray<C>,
     f: (error: NoInfer<OfCategory<E, C>>) => Effect.Effect<A1, E1, R1>
-  ): <A, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A | A1, ExcludeCategory<E, C> | E1, R | R1>
+  ): <A, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A | A1, NoInfer<ExcludeCategory<E, C>> | E1, R | R1>
   <A, E, R, const C extends CategoryIn<E>, A1, E1, R1>(
     self: Effect.Effect<A, E, R>,
     categories: C | ReadonlyArray<C>,
@@ -88,7 +88,7 @@ export const tapCategory: {
 export const orDieCategory: {
   <E, const C extends CategoryIn<E>>(
     categories: C | ReadonlyArray<C>
-  ): <A, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, ExcludeCategory<E, C>, R>
+  ): <A, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, NoInfer<ExcludeCategory<E, C>>, R>
   <A, E, R, const C extends CategoryIn<E>>(
     self: Effect.Effect<A, E, R>,
     categories: C | ReadonlyArray<C>
