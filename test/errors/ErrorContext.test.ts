@@ -32,7 +32,9 @@ describe("ErrorContext", () => {
       const b = yield* ErrorContext.make("op")
       expect(b.correlationId).not.toBe(a.correlationId)
       expect(b.operationId).toBeGreaterThan(a.operationId)
-      const seeded = Effect.map(ErrorContext.make("op"), (c) => c.correlationId).pipe(Effect.withRandom(Random.make(7)))
+      const seeded = Effect.suspend(() =>
+        Effect.map(ErrorContext.make("op"), (c) => c.correlationId).pipe(Effect.withRandom(Random.make(7)))
+      )
       expect(yield* seeded).toBe(yield* seeded)
     }))
 
