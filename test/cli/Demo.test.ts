@@ -1,0 +1,21 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import * as Demo from "../../src/cli/Demo.js"
+
+describe("foundation demo", () => {
+  // Real time is the point of the demo (latencies, timeouts, the breaker's reset delay).
+  it.live("calls the flaky service through Protect and reports what each policy did", () =>
+    Effect.gen(function*() {
+      const report = yield* Demo.run({ calls: 100, seed: 7 })
+      const total = Object.values(report.outcomes).reduce((a, b) => a + b, 0)
+      expect(total).toBe(100)
+      expect(report.outcomes.ok).toBeGreaterThan(30)
+      // the outage trips the breaker, which then rejects calls without running them
+      expect(report.stateChanges.some((line) => line.endsWith("closed → open"))).toBe(true)
+      expect(report.breaker.rejections).toBeGreaterThan(0)
+      expect(report.outcomes.CircuitOpenError).toBe(report.breaker.rejections)
+      // failures were retried
+      expect(report.retries).toBeGreaterThan(0)
+      expect(report.limiter.allowed).toBeGreaterThanOrEqual(total - (report.outcomes.RateLimitedError ?? 0))
+    }), 20_000)
+})

@@ -1,0 +1,86 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { readdirSync, readFileSync } from "node:fs"
+import { fileURLToPath } from "node:url"
+import * as BulkheadTimeout from "../examples/bulkhead-timeout.js"
+import * as CircuitBreakerExample from "../examples/circuit-breaker.js"
+import * as ErrorContextExample from "../examples/error-context.js"
+import * as Errors from "../examples/errors.js"
+import * as ProtectExample from "../examples/protect.js"
+import * as RateLimiterExample from "../examples/rate-limiter.js"
+import * as RecoveryExample from "../examples/recovery.js"
+import * as RetryExample from "../examples/retry.js"
+
+const root = fileURLToPath(new URL("..", import.meta.url))
+
+describe("README examples", () => {
+  it("the README shows every example file verbatim", () => {
+    const readme = readFileSync(`${root}/README.md`, "utf8")
+    const files = readdirSync(`${root}/examples`).filter((f) => f.endsWith(".ts"))
+    expect(files.length).toBe(8)
+    for (const file of files) {
+      const source = readFileSync(`${root}/examples/${file}`, "utf8")
+      expect(readme, `README block for examples/${file}`).toContain("```ts\n" + source + "```")
+    }
+  })
+
+  it.effect("errors", () =>
+    Effect.gen(function*() {
+      expect(yield* Errors.program).toEqual({ empty: null, category: "permanent", code: 3401, strategy: "propagate" })
+    }))
+
+  it.effect("error context", () =>
+    Effect.gen(function*() {
+      expect(yield* ErrorContextExample.program).toEqual({
+        correlationId: "corr_demo",
+        trail: ["checkout", "payment.charge", "card.authorize"],
+        metadata: { cart: "c1", amount: 42 },
+        outside: true
+      })
+    }))
+
+  it.effect("circuit breaker", () =>
+    Effect.gen(function*() {
+      const result = yield* CircuitBreakerExample.program
+      expect(result.state).toBe("open")
+      expect(result.rejectedWith).toMatchObject({ _tag: "CircuitOpenError", breaker: "payments" })
+      expect(result.snapshot).toMatchObject({ name: "payments", state: "open", openCount: 1 })
+    }))
+
+  it.effect("rate limiter", () =>
+    Effect.gen(function*() {
+      const result = yield* RateLimiterExample.program
+      expect(result.alice).toBe(0)
+      expect(result.bob).toBe(1)
+      expect(result.retryAfterMillis).toBeGreaterThan(0)
+    }))
+
+  it.effect("retry", () =>
+    Effect.gen(function*() {
+      expect(yield* RetryExample.program).toEqual({ result: "found", attempts: 3, policy: "exponential" })
+    }))
+
+  it.effect("bulkhead and timeout", () =>
+    Effect.gen(function*() {
+      const result = yield* BulkheadTimeout.program
+      expect(result.reports).toEqual([{ id: 1, aborted: false }, { id: 2, aborted: false }, { id: 3, aborted: false }])
+      expect(result.stats).toMatchObject({ active: 0, queued: 0, rejected: 0 })
+    }))
+
+  it.effect("recovery", () =>
+    Effect.gen(function*() {
+      expect(yield* RecoveryExample.program).toEqual({
+        profile: { id: "u1", name: "(cached)" },
+        compensated: "InternalError"
+      })
+    }))
+
+  it.effect("protect", () =>
+    Effect.gen(function*() {
+      expect(yield* ProtectExample.program).toEqual({
+        hits: { query: "effect", aborted: false },
+        breakerState: "closed",
+        successes: 1
+      })
+    }))
+})

@@ -1,0 +1,151 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Cause, Deferred, Effect, Either, Exit, Fiber, Metric, Option, Ref, TestClock } from "effect"
+import {
+  BulkheadFullError,
+  CircuitOpenError,
+  RateLimitedError,
+  ServiceUnavailableError,
+  TimeoutError
+} from "../../src/errors/FoundationError.js"
+import * as CircuitBreaker from "../../src/resilience/CircuitBreaker.js"
+import * as Protect from "../../src/resilience/Protect.js"
+import * as RateLimiter from "../../src/resilience/RateLimiter.js"
+import * as Retry from "../../src/resilience/Retry.js"
+
+const failureOf = <A, E>(exit: Exit.Exit<A, E>): E | undefined =>
+  Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
+
+const unavailable = new ServiceUnavailableError({ service: "backend" })
+
+const retries = (attempts: number) => Either.getOrThrow(Retry.immediate({ maxAttempts: attempts }))
+
+/** Fails with the given errors in turn, then succeeds; counts its runs. */
+const script = <E>(runs: Ref.Ref<number>, failures: ReadonlyArray<E>) =>
+  Effect.flatMap(Ref.getAndUpdate(runs, (n) => n + 1), (n): Effect.Effect<string, E> =>
+    n < failures.length ? Effect.fail(failures[n]!) : Effect.succeed("ok"))
+
+describe("Protect", () => {
+  it.scoped("each retry attempt passes through the breaker; the breaker's rejection ends the retries", () =>
+    Effect.gen(function*() {
+      const stack = yield* Protect.make({
+        breaker: { trip: CircuitBreaker.consecutive(2) },
+        retry: retries(5)
+      })
+      const runs = yield* Ref.make(0)
+      const exit = yield* Effect.exit(stack.run(script(runs, Array(10).fill(unavailable))))
+      expect(failureOf(exit)).toBeInstanceOf(CircuitOpenError)
+      expect(yield* Ref.get(runs)).toBe(2) // the third attempt was rejected, not run, and not retried
+      const stats = yield* stack.policies.breaker!.stats
+      expect(stats).toMatchObject({ failures: 2, rejections: 1, state: "open" })
+      const exhausted = yield* Metric.value(stack.policies.retry!.metrics.exhausted)
+      expect(exhausted.count).toBe(0) // a rejection is not an exhausted retry loop
+    }))
+
+  it.scoped("retries a timed-out attempt, and the breaker counts the timeout as a failure", () =>
+    Effect.gen(function*() {
+      const stack = yield* Protect.make({
+        timeout: "1 second",
+        breaker: { trip: CircuitBreaker.consecutive(5) },
+        retry: retries(3)
+      })
+      const runs = yield* Ref.make(0)
+      const slowThenFast = Effect.flatMap(Ref.getAndUpdate(runs, (n) => n + 1), (n) =>
+        n === 0 ? Effect.as(Effect.sleep("10 seconds"), "slow") : Effect.succeed("fast"))
+      const fiber = yield* Effect.fork(stack.run(slowThenFast))
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(fiber)).toBe("fast")
+      expect(yield* stack.policies.breaker!.stats).toMatchObject({ failures: 1, successes: 1 })
+    }))
+
+  it.scoped("rate-limit and bulkhead rejections never reach the breaker and are not retried", () =>
+    Effect.gen(function*() {
+      const limiter = yield* RateLimiter.make({ limit: 2, window: "1 minute", algorithm: "fixed-window" })
+      const stack = yield* Protect.make({
+        rateLimit: { limiter, key: "tenant-a" },
+        bulkhead: { maxConcurrent: 1 },
+        breaker: { trip: CircuitBreaker.consecutive(1) },
+        retry: retries(3)
+      })
+      const gate = yield* Deferred.make<void>()
+      const holder = yield* Effect.fork(stack.run(Deferred.await(gate)))
+      yield* Effect.yieldNow()
+      const full = failureOf(yield* Effect.exit(stack.run(Effect.succeed("x"))))
+      expect(full).toBeInstanceOf(BulkheadFullError)
+      // two tokens used (holder + the rejected call); the next call is rate limited
+      const limited = failureOf(yield* Effect.exit(stack.run(Effect.succeed("y"))))
+      expect(limited).toBeInstanceOf(RateLimitedError)
+      expect((limited as RateLimitedError).key).toBe("tenant-a")
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(holder)
+      const breakerStats = yield* stack.policies.breaker!.stats
+      expect(breakerStats).toMatchObject({ state: "closed", failures: 0, successes: 1 })
+    }))
+
+  it.scoped("each attempt consumes rate-limit capacity", () =>
+    Effect.gen(function*() {
+      const limiter = yield* RateLimiter.make({ limit: 3, window: "1 minute", algorithm: "fixed-window" })
+      const stack = yield* Protect.make({ rateLimit: { limiter }, retry: retries(4) })
+      const runs = yield* Ref.make(0)
+      expect(yield* stack.run(script(runs, [unavailable, unavailable]))).toBe("ok")
+      expect((yield* limiter.status("protect")).remaining).toBe(0)
+      const exit = yield* Effect.exit(stack.run(Effect.succeed("more")))
+      expect(failureOf(exit)).toBeInstanceOf(RateLimitedError)
+      // a per-call key charges another bucket
+      expect(yield* stack.run(Effect.succeed("other"), { key: "other-tenant" })).toBe("other")
+    }))
+
+  it.scoped("a bulkhead slot is free during the backoff between attempts", () =>
+    Effect.gen(function*() {
+      const stack = yield* Protect.make({
+        bulkhead: { maxConcurrent: 1 },
+        retry: Either.getOrThrow(Retry.fixed("1 second", { maxAttempts: 2 }))
+      })
+      const runs = yield* Ref.make(0)
+      const fiber = yield* Effect.fork(stack.run(script(runs, [unavailable])))
+      yield* Effect.yieldNow()
+      expect(yield* stack.policies.bulkhead!.stats).toMatchObject({ active: 0 }) // waiting 1 s to retry
+      expect(yield* stack.run(Effect.succeed("in between"))).toBe("in between")
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(fiber)).toBe("ok")
+    }))
+
+  it.scoped("promise work: timed without a fork, rejections as defects or mapped errors", () =>
+    Effect.gen(function*() {
+      const stack = yield* Protect.make({ timeout: "500 millis", retry: retries(2) })
+      expect(yield* stack.promise(() => Promise.resolve(7))).toBe(7)
+      const fiber = yield* Effect.fork(Effect.exit(stack.promise(() => new Promise<number>(() => {}))))
+      yield* TestClock.adjust("500 millis")
+      yield* TestClock.adjust("500 millis") // the retry times out too
+      expect(failureOf(yield* Fiber.join(fiber))).toBeInstanceOf(TimeoutError)
+      const mapped = yield* Effect.exit(
+        stack.tryPromise({ try: () => Promise.reject(new Error("bad gateway")), catch: (e) => (e as Error).message })
+      )
+      expect(failureOf(mapped)).toBe("bad gateway")
+      const died = yield* Effect.exit(stack.promise(() => Promise.reject(new Error("crash"))))
+      expect(Exit.isFailure(died) && Cause.isDie(died.cause)).toBe(true)
+    }))
+
+  it.scoped("shares policy instances and works with no policy at all", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make({ trip: CircuitBreaker.consecutive(1) })
+      const a = yield* Protect.make({ name: "a", breaker })
+      const b = yield* Protect.make({ name: "b", breaker })
+      yield* Effect.exit(a.run(Effect.fail("down")))
+      expect(failureOf(yield* Effect.exit(b.run(Effect.succeed("x"))))).toBeInstanceOf(CircuitOpenError)
+      const bare = yield* Protect.make()
+      expect(yield* Effect.succeed(1).pipe(Protect.protect(bare))).toBe(1)
+      expect(failureOf(yield* Effect.exit(bare.run(Effect.fail("e"))))).toBe("e")
+    }))
+
+  it.scoped("rejects bad options", () =>
+    Effect.gen(function*() {
+      const limiter = yield* RateLimiter.make({ limit: 5 })
+      expect((yield* Effect.flip(Protect.make({ rateLimit: { limiter, cost: 6 } }))).field).toBe("protect.rateLimit.cost")
+      expect((yield* Effect.flip(Protect.make({ timeout: 0 }))).field).toBe("timeout.duration")
+      expect((yield* Effect.flip(Protect.make({ bulkhead: { maxConcurrent: 0 } }))).field).toBe("bulkhead.maxConcurrent")
+      expect((yield* Effect.flip(Protect.make({ breaker: { halfOpenMaxCalls: 0 } }))).field).toBe(
+        "circuitBreaker.halfOpenMaxCalls"
+      )
+      expect((yield* Effect.flip(Protect.make({ name: "" }))).field).toBe("protect.name")
+    }))
+})
