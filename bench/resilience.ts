@@ -50,6 +50,7 @@ export interface ResilienceReport {
     readonly count: number
     readonly bytesNeverCalled: number
     readonly bytesCalledOnce: number
+    readonly bytesCalledOnceWithoutMetrics: number
     readonly fibers: number
   }
 }
@@ -172,33 +173,45 @@ const limiterThroughput = Effect.gen(function*() {
   return results
 })
 
-/** Memory and fibers of 100,000 idle breakers. */
+/** Memory and fibers of 100,000 idle breakers, with per-breaker metrics and without. */
 const idleBreakers = Effect.gen(function*() {
   const count = 100_000
-  const supervisor = yield* Supervisor.track
-  const breakers: Array<CircuitBreaker.CircuitBreaker> = []
-  const before = heapAfterGc()
-  yield* Effect.supervised(
-    Effect.forEach(Array.from({ length: count }), (_, i) =>
-      Effect.map(CircuitBreaker.make({ name: `idle-${i}` }), (b) => {
-        breakers.push(b)
-      }), { discard: true }),
-    supervisor
-  )
-  const afterMake = heapAfterGc()
-  yield* Effect.forEach(breakers, (b) => b.protect(Effect.void), { discard: true })
-  const afterCall = heapAfterGc()
-  const fibers = (yield* supervisor.value).length
+  const measure = (metrics: boolean) =>
+    Effect.gen(function*() {
+      const supervisor = yield* Supervisor.track
+      // The names are the caller's data (often the keys it already holds): made before measuring.
+      const names = Array.from({ length: count }, (_, i) => `idle-${metrics}-${i}`)
+      const breakers: Array<CircuitBreaker.CircuitBreaker> = new Array(count)
+      const before = heapAfterGc()
+      yield* Effect.supervised(
+        Effect.forEach(names, (name, i) =>
+          Effect.map(CircuitBreaker.make({ name, metrics }), (b) => {
+            breakers[i] = b
+          }), { discard: true }),
+        supervisor
+      )
+      const afterMake = heapAfterGc()
+      yield* Effect.forEach(breakers, (b) => b.protect(Effect.void), { discard: true })
+      const afterCall = heapAfterGc()
+      const fibers = (yield* supervisor.value).length
+      breakers.length = 0
+      return { neverCalled: afterMake - before, calledOnce: afterCall - before, fibers }
+    })
+  const withMetrics = yield* measure(true)
+  const withoutMetrics = yield* measure(false)
+  const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`
   console.log("-- 100,000 idle breakers")
-  console.log(`never called: ${((afterMake - before) / 1e6).toFixed(1)} MB; called once: ${((afterCall - before) / 1e6).toFixed(1)} MB; fibers: ${fibers}`)
-  const report = {
+  console.log(
+    `metrics on: never called ${mb(withMetrics.neverCalled)}, called once ${mb(withMetrics.calledOnce)}; ` +
+      `metrics off: called once ${mb(withoutMetrics.calledOnce)}; fibers: ${withMetrics.fibers + withoutMetrics.fibers}`
+  )
+  return {
     count,
-    bytesNeverCalled: afterMake - before,
-    bytesCalledOnce: afterCall - before,
-    fibers
+    bytesNeverCalled: withMetrics.neverCalled,
+    bytesCalledOnce: withMetrics.calledOnce,
+    bytesCalledOnceWithoutMetrics: withoutMetrics.calledOnce,
+    fibers: withMetrics.fibers + withoutMetrics.fibers
   }
-  breakers.length = 0
-  return report
 })
 
 export const run: Effect.Effect<ResilienceReport> = Effect.scoped(Effect.gen(function*() {

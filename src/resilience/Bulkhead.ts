@@ -11,15 +11,19 @@
  * Cost: Effect's `Semaphore.withPermits` takes about 4 µs per call and has no queue limit; this
  * takes a counter and an interruption mask on the fast path.
  *
- * Metrics (tagged `bulkhead`): `foundation_bulkhead_active` and `foundation_bulkhead_queued`
- * (gauges), `foundation_bulkhead_rejected_total` (counter).
+ * Metrics (tagged `bulkhead`): `foundation_bulkhead_queued` (gauge, updated when the queue
+ * changes) and `foundation_bulkhead_rejected_total` (counter). The number of running calls is in
+ * `stats` rather than a gauge: a gauge update on every call and every release would cost more
+ * than the rest of the fast path.
  */
+import type * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import { dual } from "effect/Function"
 import type * as Metric from "effect/Metric"
 import { BulkheadFullError, type ValidationError } from "../errors/FoundationError.js"
 import * as Validation from "../errors/Validation.js"
 import * as MetricKit from "../observability/MetricKit.js"
+import { BulkheadKernel, type BulkheadKernelApi } from "./internal/kernel.js"
 
 /** Options of a bulkhead. */
 export interface Options {
@@ -49,6 +53,11 @@ export interface Bulkhead {
   readonly stats: Effect.Effect<Stats>
 }
 
+interface Release<A, E> {
+  readonly onSuccess: (a: A) => Effect.Effect<A>
+  readonly onFailure: (cause: Cause.Cause<E>) => Effect.Effect<never, E>
+}
+
 interface Waiter {
   resume: ((effect: Effect.Effect<void>) => void) | undefined
   /** Set when a slot was handed to this waiter. */
@@ -68,13 +77,11 @@ class BulkheadImpl implements Bulkhead {
   private rejected = 0
   private head: Waiter | undefined = undefined
   private tail: Waiter | undefined = undefined
-  private readonly activeGauge: Metric.Metric.Gauge<number>
   private readonly queuedGauge: Metric.Metric.Gauge<number>
   private readonly rejectedCounter: Metric.Metric.Counter<number>
 
   constructor(readonly name: string, private readonly maxConcurrent: number, private readonly maxQueued: number) {
     const tags = { bulkhead: name }
-    this.activeGauge = MetricKit.gauge("foundation_bulkhead_active", { description: "Calls running in the bulkhead", tags })
     this.queuedGauge = MetricKit.gauge("foundation_bulkhead_queued", { description: "Calls waiting for a slot", tags })
     this.rejectedCounter = MetricKit.counter("foundation_bulkhead_rejected_total", {
       description: "Calls rejected because the bulkhead was full",
@@ -87,8 +94,7 @@ class BulkheadImpl implements Bulkhead {
       Effect.suspend((): Effect.Effect<A, E | BulkheadFullError, R> => {
         if (this.active < this.maxConcurrent) {
           this.active++
-          MetricKit.set(this.activeGauge, this.active)
-          return this.holding(restore(self))
+          return Effect.matchCauseEffect(restore(self), this.release_ as Release<A, E>)
         }
         if (this.queued >= this.maxQueued) {
           this.rejected++
@@ -99,7 +105,7 @@ class BulkheadImpl implements Bulkhead {
         }
         const waiter = this.enqueue()
         return Effect.matchCauseEffect(restore(this.await(waiter)), {
-          onSuccess: () => this.holding(restore(self)),
+          onSuccess: () => Effect.matchCauseEffect(restore(self), this.release_ as Release<A, E>),
           onFailure: (cause) => {
             // Interrupted while queued, or just as the slot arrived: give it back either way.
             if (waiter.granted) this.release()
@@ -111,18 +117,16 @@ class BulkheadImpl implements Bulkhead {
     )
   }
 
-  /** Runs `self` (already restored to the caller's interruptibility) and frees the slot after. */
-  private holding<A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> {
-    return Effect.matchCauseEffect(self, {
-      onSuccess: (a) => {
-        this.release()
-        return Effect.succeed(a)
-      },
-      onFailure: (cause) => {
-        this.release()
-        return Effect.failCause(cause)
-      }
-    })
+  /** Frees the slot after the call, whatever its outcome; one pair of handlers for every call. */
+  private readonly release_: Release<unknown, unknown> = {
+    onSuccess: (a) => {
+      this.release()
+      return Effect.succeed(a)
+    },
+    onFailure: (cause) => {
+      this.release()
+      return Effect.failCause(cause)
+    }
   }
 
   private await(waiter: Waiter): Effect.Effect<void> {
@@ -155,12 +159,24 @@ class BulkheadImpl implements Bulkhead {
     MetricKit.set(this.queuedGauge, this.queued)
   }
 
+  // --- the synchronous hooks of Protect's fused path (see internal/kernel.ts) ----------------
+
+  get [BulkheadKernel](): BulkheadKernelApi {
+    return this
+  }
+
+  /** Takes a free slot if there is one (never queues). */
+  tryAcquire(): boolean {
+    if (this.active >= this.maxConcurrent) return false
+    this.active++
+    return true
+  }
+
   /** Frees a slot: hands it to the oldest waiter, or returns it to the pool. */
-  private release(): void {
+  release(): void {
     const next = this.head
     if (next === undefined) {
       this.active--
-      MetricKit.set(this.activeGauge, this.active)
       return
     }
     this.unlink(next)

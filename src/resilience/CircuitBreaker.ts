@@ -45,9 +45,19 @@ import { CircuitOpenError, ValidationError } from "../errors/FoundationError.js"
 import * as Validation from "../errors/Validation.js"
 import * as MetricKit from "../observability/MetricKit.js"
 import {
+  BAD,
+  BreakerKernel,
+  type BreakerKernelApi,
+  GOOD,
+  NEUTRAL,
+  type Ticket,
+  type Verdict
+} from "./internal/kernel.js"
+import {
   type BreakerWindow,
   ConsecutiveWindow,
   CountWindow,
+  type RateRule,
   TimeWindow,
   type WindowFigures
 } from "./internal/breakerWindow.js"
@@ -144,9 +154,26 @@ export interface Options<E = unknown> {
   readonly metrics?: boolean
 }
 
-/** Options after validation. */
+/** The window a trip strategy needs, as data (no closure: a config costs little memory). */
+type WindowSpec =
+  | { readonly _tag: "consecutive"; readonly threshold: number }
+  | { readonly _tag: "count"; readonly size: number; readonly rule: RateRule }
+  | { readonly _tag: "time"; readonly windowMillis: number; readonly buckets: number; readonly rule: RateRule }
+
+const makeWindow = (spec: WindowSpec): BreakerWindow => {
+  switch (spec._tag) {
+    case "consecutive":
+      return new ConsecutiveWindow(spec.threshold)
+    case "count":
+      return new CountWindow(spec.size, spec.rule)
+    case "time":
+      return new TimeWindow(spec.windowMillis, spec.buckets, spec.rule)
+  }
+}
+
+/** Options after validation; shared by every breaker made from the same options. */
 interface Config<E> {
-  readonly makeWindow: () => BreakerWindow
+  readonly window: WindowSpec
   /** Slow-call threshold in ms, or undefined when slow calls are not tracked. */
   readonly slowMillis: number | undefined
   /** Whether a closed-state call must read the clock (time window or slow-call tracking). */
@@ -159,8 +186,6 @@ interface Config<E> {
   readonly successThreshold: number
   readonly isFailure: ((error: E) => boolean) | undefined
   readonly metrics: boolean
-  /** A validated snapshot to start from. */
-  readonly initial?: Snapshot | undefined
 }
 
 const field = (name: string) => `circuitBreaker.${name}`
@@ -173,11 +198,10 @@ const resolve = <E>(options: Options<E>): Either.Either<Config<E>, ValidationErr
       millis: Duration.toMillis(yield* Validation.duration(field("slowCall.duration"), options.slowCall.duration)),
       rate: yield* Validation.ratio(field("slowCall.rate"), options.slowCall.rate ?? 1, { exclusiveZero: true })
     }
-    let makeWindow: () => BreakerWindow
+    let window: WindowSpec
     switch (trip._tag) {
       case "consecutive": {
-        const threshold = yield* Validation.positiveInt(field("trip.threshold"), trip.threshold)
-        makeWindow = () => new ConsecutiveWindow(threshold)
+        window = { _tag: "consecutive", threshold: yield* Validation.positiveInt(field("trip.threshold"), trip.threshold) }
         break
       }
       case "count": {
@@ -187,21 +211,24 @@ const resolve = <E>(options: Options<E>): Either.Either<Config<E>, ValidationErr
           minimumCalls: yield* Validation.int(field("trip.minimumCalls"), trip.minimumCalls, { min: 1, max: size }),
           slowRate: slow?.rate
         }
-        makeWindow = () => new CountWindow(size, rule)
+        window = { _tag: "count", size, rule }
         break
       }
       case "time": {
-        const window = Duration.toMillis(yield* Validation.duration(field("trip.window"), trip.window))
+        const windowMillis = Duration.toMillis(yield* Validation.duration(field("trip.window"), trip.window))
         const buckets = yield* Validation.int(field("trip.buckets"), trip.buckets, { min: 1, max: 1000 })
-        if (window / buckets < 1) {
-          return yield* Validation.invalid(field("trip.buckets"), `each bucket must span at least 1 ms (window ${window} ms)`)
+        if (windowMillis / buckets < 1) {
+          return yield* Validation.invalid(
+            field("trip.buckets"),
+            `each bucket must span at least 1 ms (window ${windowMillis} ms)`
+          )
         }
         const rule = {
           failureRate: yield* Validation.ratio(field("trip.failureRate"), trip.failureRate, { exclusiveZero: true }),
           minimumCalls: yield* Validation.positiveInt(field("trip.minimumCalls"), trip.minimumCalls),
           slowRate: slow?.rate
         }
-        makeWindow = () => new TimeWindow(window, buckets, rule)
+        window = { _tag: "time", windowMillis, buckets, rule }
         break
       }
       default:
@@ -212,7 +239,7 @@ const resolve = <E>(options: Options<E>): Either.Either<Config<E>, ValidationErr
       ? { _tag: "schedule" as const, schedule: resetAfter }
       : { _tag: "fixed" as const, millis: Duration.toMillis(yield* Validation.duration(field("resetAfter"), resetAfter)) }
     return {
-      makeWindow,
+      window,
       slowMillis: slow?.millis,
       timed: trip._tag === "time" || slow !== undefined,
       reset,
@@ -316,41 +343,66 @@ type Code = 0 | 1 | 2 | 3 | 4
 const stateNames: ReadonlyArray<State> = ["closed", "half_open", "open", "isolated", "disabled"]
 const codeOf = (state: State): Code => stateNames.indexOf(state) as Code
 
-/** Outcome classes of a finished call. */
-const GOOD = 0
-const BAD = 1
-const NEUTRAL = 2
-type Verdict = 0 | 1 | 2
 
+/**
+ * A breaker's metrics, each made on first use: an Effect metric costs about 1 KB in the registry,
+ * so a breaker that never fails holds no failure counter, one that never changes state no gauge.
+ */
 class BreakerMetrics {
-  readonly state: Metric.Metric.Gauge<number>
-  readonly success: Metric.Metric.Counter<number>
-  readonly failure: Metric.Metric.Counter<number>
-  readonly rejected: Metric.Metric.Counter<number>
-  readonly slow: Metric.Metric.Counter<number>
-  readonly changes: Metric.Metric.Counter<number>
-  constructor(breaker: string) {
-    this.state = MetricKit.gauge("foundation_circuit_breaker_state", {
-      description: "Circuit breaker state: 0 closed, 1 half-open, 2 open, 3 isolated, 4 disabled",
-      tags: { breaker }
-    })
-    const calls = (outcome: string) =>
-      MetricKit.counter("foundation_circuit_breaker_calls_total", {
-        description: "Calls through circuit breakers by outcome",
-        tags: { breaker, outcome }
-      })
-    this.success = calls("success")
-    this.failure = calls("failure")
-    this.rejected = calls("rejected")
-    this.slow = MetricKit.counter("foundation_circuit_breaker_slow_calls_total", {
-      description: "Slow calls through circuit breakers",
-      tags: { breaker }
-    })
-    this.changes = MetricKit.counter("foundation_circuit_breaker_state_changes_total", {
-      description: "Circuit breaker state transitions",
-      tags: { breaker }
+  private successCounter: Metric.Metric.Counter<number> | undefined
+  private failureCounter: Metric.Metric.Counter<number> | undefined
+  private rejectedCounter: Metric.Metric.Counter<number> | undefined
+  private slowCounter: Metric.Metric.Counter<number> | undefined
+  private changesCounter: Metric.Metric.Counter<number> | undefined
+  private stateGauge: Metric.Metric.Gauge<number> | undefined
+  constructor(private readonly breaker: string) {}
+  private calls(outcome: string) {
+    return MetricKit.counter("foundation_circuit_breaker_calls_total", {
+      description: "Calls through circuit breakers by outcome",
+      tags: { breaker: this.breaker, outcome }
     })
   }
+  success() {
+    MetricKit.bump(this.successCounter ??= this.calls("success"))
+  }
+  failure() {
+    MetricKit.bump(this.failureCounter ??= this.calls("failure"))
+  }
+  rejected() {
+    MetricKit.bump(this.rejectedCounter ??= this.calls("rejected"))
+  }
+  slow() {
+    MetricKit.bump(
+      this.slowCounter ??= MetricKit.counter("foundation_circuit_breaker_slow_calls_total", {
+        description: "Slow calls through circuit breakers",
+        tags: { breaker: this.breaker }
+      })
+    )
+  }
+  transition(to: number) {
+    MetricKit.set(
+      this.stateGauge ??= MetricKit.gauge("foundation_circuit_breaker_state", {
+        description: "Circuit breaker state: 0 closed, 1 half-open, 2 open, 3 isolated, 4 disabled",
+        tags: { breaker: this.breaker }
+      }),
+      to
+    )
+    MetricKit.bump(
+      this.changesCounter ??= MetricKit.counter("foundation_circuit_breaker_state_changes_total", {
+        description: "Circuit breaker state transitions",
+        tags: { breaker: this.breaker }
+      })
+    )
+  }
+}
+
+/** The ticket of a disabled breaker: its epoch never matches, so nothing is recorded. */
+const passThrough: Ticket = { epoch: -1, probe: false, start: -1 }
+
+interface ClosedHandlers<A, E> {
+  readonly epoch: number
+  readonly onSuccess: (a: A) => Effect.Effect<A>
+  readonly onFailure: (cause: Cause.Cause<E>) => Effect.Effect<never, E>
 }
 
 /**
@@ -383,7 +435,7 @@ class Breaker<E> implements CircuitBreaker<E> {
     private readonly config: Config<E>,
     private readonly clock: Clock.Clock
   ) {
-    this.window = config.makeWindow()
+    this.window = makeWindow(config.window)
     this.nextDelay = config.reset._tag === "fixed" ? config.reset.millis : 0
     this.resetState = config.reset._tag === "schedule" ? config.reset.schedule.initial : undefined
   }
@@ -419,10 +471,20 @@ class Breaker<E> implements CircuitBreaker<E> {
         onFailure: (cause) => this.after(this.recordClosed(epoch, this.verdict(cause), start), Effect.failCause(cause))
       })
     }
-    return Effect.matchCauseEffect(self, {
+    // The handlers pass values and causes through unchanged, so they serve any A and E1.
+    return Effect.matchCauseEffect(self, this.closedHandlers(epoch) as unknown as ClosedHandlers<A, E1>)
+  }
+
+  /** Handlers of untimed closed-state calls, made once per epoch rather than once per call. */
+  private handlers: ClosedHandlers<unknown, E> | undefined = undefined
+  private closedHandlers(epoch: number): ClosedHandlers<unknown, E> {
+    const cached = this.handlers
+    if (cached !== undefined && cached.epoch === epoch) return cached
+    return this.handlers = {
+      epoch,
       onSuccess: (a) => this.after(this.recordClosed(epoch, GOOD, -1), Effect.succeed(a)),
       onFailure: (cause) => this.after(this.recordClosed(epoch, this.verdict(cause), -1), Effect.failCause(cause))
-    })
+    }
   }
 
   /** Open, half-open and isolated: admission and permit release are masked from interruption. */
@@ -454,9 +516,48 @@ class Breaker<E> implements CircuitBreaker<E> {
   }
 
   private reject(state: CircuitOpenError["state"], retryAfter: Duration.Duration): Effect.Effect<never, CircuitOpenError> {
+    return Effect.fail(this.rejection(state, retryAfter))
+  }
+
+  private rejection(state: CircuitOpenError["state"], retryAfter: Duration.Duration): CircuitOpenError {
     this.rejections++
-    if (this.config.metrics) MetricKit.bump(this.metrics().rejected)
-    return Effect.fail(new CircuitOpenError({ breaker: this.name, retryAfter, state }))
+    if (this.config.metrics) this.metrics().rejected()
+    return new CircuitOpenError({ breaker: this.name, retryAfter, state })
+  }
+
+  // --- the synchronous hooks of Protect's fused path (see internal/kernel.ts) ----------------
+
+  get [BreakerKernel](): BreakerKernelApi {
+    return this
+  }
+
+  admit(): Ticket | CircuitOpenError {
+    switch (this.code) {
+      case CLOSED:
+        return { epoch: this.epoch, probe: false, start: this.config.timed ? this.clock.unsafeCurrentTimeMillis() : -1 }
+      case DISABLED:
+        return passThrough
+      case ISOLATED:
+        return this.rejection("isolated", Duration.infinity)
+    }
+    const now = this.clock.unsafeCurrentTimeMillis()
+    if (this.code === OPEN) {
+      if (now < this.openUntil) return this.rejection("open", Duration.millis(this.openUntil - now))
+      this.transition(HALF_OPEN, now)
+    }
+    if (this.probes >= this.config.halfOpenMaxCalls) return this.rejection("half_open", Duration.zero)
+    this.probes++
+    return { epoch: this.epoch, probe: true, start: now }
+  }
+
+  settle(ticket: Ticket, verdict: Verdict): Effect.Effect<void> | undefined {
+    return ticket.probe
+      ? this.completeProbe(ticket.epoch, verdict, ticket.start)
+      : this.recordClosed(ticket.epoch, verdict, ticket.start)
+  }
+
+  verdictOf(error: unknown): Verdict {
+    return this.counts(error as E)
   }
 
   /** Runs the follow-up of a transition (advancing the reset schedule), if any, then `next`. */
@@ -517,8 +618,9 @@ class Breaker<E> implements CircuitBreaker<E> {
     if (slow) this.slowCalls++
     if (this.config.metrics) {
       const m = this.metrics()
-      MetricKit.bump(failure ? m.failure : m.success)
-      if (slow) MetricKit.bump(m.slow)
+      if (failure) m.failure()
+      else m.success()
+      if (slow) m.slow()
     }
   }
 
@@ -534,11 +636,7 @@ class Breaker<E> implements CircuitBreaker<E> {
     this.epoch++
     this.probes = 0
     this.halfOpenSuccesses = 0
-    if (this.config.metrics) {
-      const m = this.metrics()
-      MetricKit.set(m.state, to)
-      MetricKit.bump(m.changes)
-    }
+    if (this.config.metrics) this.metrics().transition(to)
     const listeners = this.listeners
     if (listeners !== undefined && from !== to) {
       const change: StateChange = { breaker: this.name, from: stateNames[from]!, to: stateNames[to]!, at: now }
@@ -552,7 +650,7 @@ class Breaker<E> implements CircuitBreaker<E> {
     this.openCount++
     this.window.reset()
     this.transition(OPEN, now)
-    return this.config.reset._tag === "schedule" ? this.advanceReset : undefined
+    return this.config.reset._tag === "schedule" ? this.advanceReset() : undefined
   }
 
   private close(now: number): Effect.Effect<void> | undefined {
@@ -567,20 +665,22 @@ class Breaker<E> implements CircuitBreaker<E> {
     const reset = this.config.reset
     if (reset._tag === "fixed") return undefined
     this.resetState = reset.schedule.initial
-    return this.advanceReset
+    return this.advanceReset()
   }
 
   /** Steps the reset schedule to precompute the delay of the next opening. */
-  private readonly advanceReset: Effect.Effect<void> = Effect.uninterruptible(Effect.suspend(() => {
-    const reset = this.config.reset
-    if (reset._tag === "fixed") return Effect.void
-    const now = this.clock.unsafeCurrentTimeMillis()
-    return Effect.map(reset.schedule.step(now, undefined, this.resetState), ([state, , decision]) => {
-      if (ScheduleDecision.isDone(decision)) return // a finished schedule keeps its last delay
-      this.resetState = state
-      this.nextDelay = Math.max(0, ScheduleIntervals.start(decision.intervals) - now)
-    })
-  }))
+  private advanceReset(): Effect.Effect<void> {
+    return Effect.uninterruptible(Effect.suspend(() => {
+      const reset = this.config.reset
+      if (reset._tag === "fixed") return Effect.void
+      const now = this.clock.unsafeCurrentTimeMillis()
+      return Effect.map(reset.schedule.step(now, undefined, this.resetState), ([state, , decision]) => {
+        if (ScheduleDecision.isDone(decision)) return // a finished schedule keeps its last delay
+        this.resetState = state
+        this.nextDelay = Math.max(0, ScheduleIntervals.start(decision.intervals) - now)
+      })
+    }))
+  }
 
   /** Lazily moves an open breaker whose delay is over to half-open. */
   private refresh(now: number): void {
@@ -693,14 +793,13 @@ class Breaker<E> implements CircuitBreaker<E> {
       if (reset._tag === "fixed") return Effect.void
       // Replay the schedule so the next opening gets the delay it would have had.
       this.resetState = reset.schedule.initial
-      return Effect.repeatN(this.advanceReset, snapshot.openCount)
+      return Effect.repeatN(this.advanceReset(), snapshot.openCount)
     })
   }
 
-  /** Runs the first step of the reset schedule; done once at construction. */
-  get init(): Effect.Effect<this> {
-    const reset = this.config.reset._tag === "schedule" ? this.advanceReset : Effect.void
-    const initial = this.config.initial
+  /** Runs the first step of the reset schedule and applies the initial snapshot; done once. */
+  init(initial: Snapshot | undefined): Effect.Effect<this> {
+    const reset = this.config.reset._tag === "schedule" ? this.advanceReset() : Effect.void
     return Effect.as(initial === undefined ? reset : Effect.zipRight(reset, this.apply(initial)), this)
   }
 }
@@ -718,7 +817,7 @@ const build = <E>(options: Options<E>): Effect.Effect<Breaker<E>, ValidationErro
     const initial = options.initial === undefined ? undefined : yield* decodeSnapshot(options.initial)
     const name = yield* Validation.nonEmptyString(field("name"), options.name ?? "circuit-breaker")
     const clock = yield* Effect.clock
-    return yield* new Breaker<E>(name, { ...config, initial }, clock).init
+    return yield* new Breaker<E>(name, config, clock).init(initial)
   })
 
 /** `protect` as a pipeable function: `effect.pipe(CircuitBreaker.protect(breaker))`. */
@@ -768,7 +867,7 @@ export const makeRegistry = (defaults: Omit<Options, "name" | "initial"> = {}): 
       Effect.suspend(() => {
         const existing = breakers.get(name)
         if (existing !== undefined) return Effect.succeed(existing)
-        return Effect.map(new Breaker(name, config, clock).init, (b) => insert(name, b))
+        return Effect.map(new Breaker(name, config, clock).init(undefined), (b) => insert(name, b))
       })
     const registry: Registry = {
       get,

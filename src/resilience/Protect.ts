@@ -22,20 +22,37 @@
  * instance (shared with other code). `promise`/`tryPromise` time promise work without any fork;
  * `run` takes any effect (the timeout, if any, forks it once).
  */
+import type * as Clock from "effect/Clock"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import { dual } from "effect/Function"
 import * as Predicate from "effect/Predicate"
 import type * as Scope from "effect/Scope"
-import type {
-  BulkheadFullError,
+import {
+  type BulkheadFullError,
   CircuitOpenError,
-  RateLimitedError,
-  TimeoutError,
-  ValidationError
+  type RateLimitedError,
+  type TimeoutError,
+  type ValidationError
 } from "../errors/FoundationError.js"
 import * as Validation from "../errors/Validation.js"
 import * as Bulkhead from "./Bulkhead.js"
+import {
+  BAD,
+  BreakerKernel,
+  type BreakerKernelApi,
+  BulkheadKernel,
+  type BulkheadKernelApi,
+  GOOD,
+  LimiterKernel,
+  type LimiterKernelApi,
+  NEUTRAL,
+  type Ticket,
+  TimeoutKernel,
+  type TimeoutKernelApi,
+  type Verdict
+} from "./internal/kernel.js"
 import * as CircuitBreaker from "./CircuitBreaker.js"
 import type * as RateLimiter from "./RateLimiter.js"
 import * as Retry from "./Retry.js"
@@ -106,14 +123,36 @@ const isPolicyRejection = (error: unknown): boolean =>
   Predicate.isTagged(error, "RateLimitedError") ||
   Predicate.isTagged(error, "BulkheadFullError")
 
+/** The synchronous hooks of the policies in use, when every one of them has them. */
+interface Kernels {
+  readonly limiter: LimiterKernelApi | undefined
+  readonly bulkhead: BulkheadKernelApi | undefined
+  readonly breaker: BreakerKernelApi | undefined
+  readonly timeout: TimeoutKernelApi | undefined
+}
+
+const kernelsOf = <E>(policies: Protect<E>["policies"]): Kernels | undefined => {
+  const get = <K extends symbol, A>(policy: unknown, key: K): A | undefined | null =>
+    policy === undefined ? undefined : Predicate.hasProperty(policy, key) ? (policy[key] as A) : null
+  const limiter = get<typeof LimiterKernel, LimiterKernelApi>(policies.rateLimiter, LimiterKernel)
+  const bulkhead = get<typeof BulkheadKernel, BulkheadKernelApi>(policies.bulkhead, BulkheadKernel)
+  const breaker = get<typeof BreakerKernel, BreakerKernelApi>(policies.breaker, BreakerKernel)
+  const timeout = get<typeof TimeoutKernel, TimeoutKernelApi>(policies.timeout, TimeoutKernel)
+  // A policy without hooks (another implementation of the interface): use the composed path.
+  if (limiter === null || bulkhead === null || breaker === null || timeout === null) return undefined
+  return { limiter, bulkhead, breaker, timeout }
+}
+
 class ProtectImpl<E> implements Protect<E> {
   private readonly retryOptions: Retry.RetryOptions<unknown>
   private readonly key: string
   private readonly cost: number
+  private readonly kernels: Kernels | undefined
   constructor(
     readonly name: string,
     readonly policies: Protect<E>["policies"],
-    options: Options<E>
+    options: Options<E>,
+    private readonly clock: Clock.Clock
   ) {
     const retryWhile = options.retryWhile as ((error: unknown) => boolean) | undefined
     this.retryOptions = {
@@ -124,45 +163,162 @@ class ProtectImpl<E> implements Protect<E> {
     }
     this.key = options.rateLimit?.key ?? name
     this.cost = options.rateLimit?.cost ?? 1
+    this.kernels = kernelsOf(policies)
   }
 
-  /** Wraps one attempt (already timed) in the breaker, bulkhead and rate limit, then retries. */
-  private around<A, E1, R>(timed: Effect.Effect<A, E1, R>, key: string | undefined): Effect.Effect<A, E1 | ProtectError, R> {
-    const { breaker, bulkhead, rateLimiter, retry } = this.policies
+  /** Wraps one attempt (already timed) in the breaker and the bulkhead. */
+  private guarded<A, E1, R>(timed: Effect.Effect<A, E1, R>): Effect.Effect<A, E1 | ProtectError, R> {
+    const { breaker, bulkhead } = this.policies
     let attempt: Effect.Effect<A, E1 | ProtectError, R> = timed
     if (breaker !== undefined) attempt = breaker.protect(attempt as Effect.Effect<A, E & E1, R>)
     if (bulkhead !== undefined) attempt = bulkhead.run(attempt)
-    if (rateLimiter !== undefined) {
-      const consume = this.cost === 1
-        ? rateLimiter.consume(key ?? this.key)
-        : Effect.orDie(rateLimiter.consume(key ?? this.key, this.cost)) // cost validated at make
-      attempt = Effect.zipRight(consume, attempt)
-    }
+    return attempt
+  }
+
+  /** The rate limit in front of an attempt. */
+  private limited<A, E1, R>(attempt: Effect.Effect<A, E1, R>, key: string): Effect.Effect<A, E1 | ProtectError, R> {
+    const limiter = this.policies.rateLimiter
+    if (limiter === undefined) return attempt
+    const consume = this.cost === 1 ? limiter.consume(key) : Effect.orDie(limiter.consume(key, this.cost)) // cost validated at make
+    return Effect.zipRight(consume, attempt)
+  }
+
+  private retried<A, E1, R>(attempt: Effect.Effect<A, E1, R>): Effect.Effect<A, E1, R> {
+    const retry = this.policies.retry
     return retry === undefined ? attempt : Retry.retry(attempt, retry, this.retryOptions)
   }
 
   run<A, E1 extends E, R>(self: Effect.Effect<A, E1, R>, options?: CallOptions): Effect.Effect<A, E1 | ProtectError, R> {
     const timeout = this.policies.timeout
-    return this.around(timeout === undefined ? self : timeout.apply(self, options?.timeout), options?.key)
+    const timed = timeout === undefined ? self : timeout.apply(self, options?.timeout)
+    return this.retried(this.limited(this.guarded(timed), options?.key ?? this.key))
   }
 
   promise<A>(evaluate: (signal: AbortSignal) => PromiseLike<A>, options?: CallOptions): Effect.Effect<A, ProtectError> {
-    const timeout = this.policies.timeout
-    return this.around(
-      timeout === undefined ? Effect.promise(evaluate) : timeout.promise(evaluate, options?.timeout),
-      options?.key
-    )
+    return this.promiseWork<A, never>(evaluate, undefined, options)
   }
 
   tryPromise<A, E1 extends E>(
     work: { readonly try: (signal: AbortSignal) => PromiseLike<A>; readonly catch: (error: unknown) => E1 },
     options?: CallOptions
   ): Effect.Effect<A, E1 | ProtectError, never> {
+    return this.promiseWork(work.try, work.catch, options)
+  }
+
+  /** Promise work; a rejection is mapped by `catcher`, or is a defect without one. */
+  private promiseWork<A, E1>(
+    evaluate: (signal: AbortSignal) => PromiseLike<A>,
+    catcher: ((error: unknown) => E1) | undefined,
+    options: CallOptions | undefined
+  ): Effect.Effect<A, E1 | ProtectError> {
+    const key = options?.key ?? this.key
+    const kernels = this.kernels
+    if (kernels === undefined) return this.retried(this.limited(this.composedPromise(evaluate, catcher, options), key))
+    return this.retried(this.fused(kernels, evaluate, catcher, key, options))
+  }
+
+  /** The promise work, timed, inside the breaker and the bulkhead, one effect per policy. */
+  private composedPromise<A, E1>(
+    evaluate: (signal: AbortSignal) => PromiseLike<A>,
+    catcher: ((error: unknown) => E1) | undefined,
+    options: CallOptions | undefined
+  ): Effect.Effect<A, E1 | ProtectError> {
     const timeout = this.policies.timeout
-    return this.around(
-      timeout === undefined ? Effect.tryPromise(work) : timeout.tryPromise(work, options?.timeout),
-      options?.key
-    )
+    const d = options?.timeout
+    const timed: Effect.Effect<A, E1 | TimeoutError> = catcher === undefined
+      ? (timeout === undefined ? Effect.promise(evaluate) : timeout.promise(evaluate, d))
+      : timeout === undefined
+      ? Effect.tryPromise({ try: evaluate, catch: catcher })
+      : timeout.tryPromise({ try: evaluate, catch: catcher }, d)
+    return this.guarded(timed)
+  }
+
+  /**
+   * One attempt in one `Effect.async`: rate limit, bulkhead slot, breaker admission, deadline and
+   * promise are set up in a single synchronous step, and the promise's settlement (or the
+   * deadline) gives the slot back and records the outcome. No fiber, no interruption mask, one
+   * allocation per policy at most. A slot stays taken until the work it admitted settles or times
+   * out, even if the caller was interrupted meanwhile: the dependency is still busy with it.
+   * When the bulkhead has no free slot, the attempt queues through the composed path.
+   */
+  private fused<A, E1>(
+    kernels: Kernels,
+    evaluate: (signal: AbortSignal) => PromiseLike<A>,
+    catcher: ((error: unknown) => E1) | undefined,
+    key: string,
+    options: CallOptions | undefined
+  ): Effect.Effect<A, E1 | ProtectError> {
+    const onReject = (error: unknown): Exit.Exit<never, E1> =>
+      catcher === undefined ? Exit.die(error) : Exit.fail(catcher(error))
+    const { breaker, bulkhead, limiter, timeout } = kernels
+    const ms = timeout === undefined ? 0 : timeout.millisOf(options?.timeout)
+    const cost = this.cost
+    const clock = this.clock
+    const withSignal = evaluate.length > 0
+    const register = (resume: (effect: Effect.Effect<A, E1 | ProtectError>) => void): Effect.Effect<void> | void => {
+      if (limiter !== undefined) {
+        const denied = limiter.tryConsume(key, cost, clock.unsafeCurrentTimeMillis())
+        if (denied !== undefined) return resume(Exit.fail(denied))
+      }
+      if (bulkhead !== undefined && !bulkhead.tryAcquire()) {
+        return resume(this.composedPromise(evaluate, catcher, options))
+      }
+      let ticket: Ticket | undefined
+      if (breaker !== undefined) {
+        const admitted = breaker.admit()
+        if (admitted instanceof CircuitOpenError) {
+          bulkhead?.release()
+          return resume(Exit.fail(admitted))
+        }
+        ticket = admitted
+      }
+      const controller = withSignal ? new AbortController() : undefined
+      let interrupted = false
+      const finish = (exit: Exit.Exit<A, E1 | TimeoutError>, verdict: Verdict) => {
+        bulkhead?.release()
+        const followUp = ticket === undefined ? undefined : breaker!.settle(ticket, interrupted ? NEUTRAL : verdict)
+        resume(followUp === undefined ? exit : Effect.zipRight(followUp, exit))
+      }
+      const verdictOfExit = (exit: Exit.Exit<never, E1>): Verdict =>
+        breaker === undefined || exit._tag === "Success" ? GOOD : exit.cause._tag === "Fail"
+          ? breaker.verdictOf(exit.cause.error)
+          : BAD
+      const entry = timeout === undefined ? undefined : timeout.wheel.add(ms, () => {
+        const error = timeout.error(ms)
+        controller?.abort(error)
+        finish(Exit.fail(error), breaker === undefined ? BAD : breaker.verdictOf(error))
+      })
+      const won = () => entry === undefined || timeout!.wheel.remove(entry)
+      let promise: PromiseLike<A>
+      try {
+        promise = evaluate(controller?.signal as AbortSignal)
+      } catch (error) {
+        if (won()) {
+          const exit = onReject(error)
+          finish(exit, verdictOfExit(exit))
+        }
+        return
+      }
+      promise.then(
+        (a) => {
+          if (won()) finish(Exit.succeed(a), GOOD)
+        },
+        (error) => {
+          if (won()) {
+            const exit = onReject(error)
+            finish(exit, verdictOfExit(exit))
+          }
+        }
+      )
+      if (controller === undefined) return
+      // Only when the work takes a signal: abort it if the caller is interrupted, and do not
+      // count the abort's rejection against the dependency.
+      return Effect.sync(() => {
+        interrupted = true
+        controller.abort()
+      })
+    }
+    return Effect.async<A, E1 | ProtectError>(register)
   }
 }
 
@@ -205,7 +361,7 @@ export const make = <E = unknown>(options: Options<E> = {}): Effect.Effect<Prote
       rateLimiter: options.rateLimit?.limiter,
       breaker,
       retry: options.retry
-    }, options)
+    }, options, yield* Effect.clock)
   })
 
 /** `run` as a pipeable function: `effect.pipe(Protect.protect(stack))`. */

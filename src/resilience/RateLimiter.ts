@@ -86,11 +86,15 @@ import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricKey from "effect/MetricKey"
+import type * as MetricLabel from "effect/MetricLabel"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import { NotFoundError, RateLimitedError, ValidationError } from "../errors/FoundationError.js"
 import * as Validation from "../errors/Validation.js"
+import { LimiterKernel, type LimiterKernelApi } from "./internal/kernel.js"
 import * as State from "./internal/rateLimiterState.js"
+
+const noLabels: ReadonlyArray<MetricLabel.MetricLabel> = []
 
 // ---------------------------------------------------------------------------------------------
 // Options and results
@@ -460,27 +464,45 @@ export const make = <E = never>(
     const consumeInMemory = (table: State.Table) => {
       const algorithm = table.algorithm
       const out = State.makeDecision()
-      return (key: string, cost: number): Effect.Effect<ConsumeResult, RateLimitedError> =>
+      // Check, update, counters and metrics; the denial, or undefined when admitted (then `out`
+      // holds the decision). Also the synchronous hook of Protect's fused path.
+      const step = (
+        key: string,
+        cost: number,
+        now: number,
+        labels: ReadonlyArray<MetricLabel.MetricLabel>
+      ): RateLimitedError | undefined => {
+        algorithm.consume(table.acquire(key, now), cost, now, out)
+        if (table.evicted !== evictionsReported) {
+          metrics.evicted.unsafeUpdate(table.evicted - evictionsReported, labels)
+          evictionsReported = table.evicted
+        }
+        if (out.allowed) {
+          allowed++
+          metrics.allowed.unsafeUpdate(1, labels)
+          return undefined
+        }
+        denied++
+        metrics.denied.unsafeUpdate(1, labels)
+        return denial(key, out, out.retryAfter)
+      }
+      const consume = (key: string, cost: number): Effect.Effect<ConsumeResult, RateLimitedError> =>
         Effect.withFiberRuntime((fiber) => {
-          const now = clockOf(fiber).unsafeCurrentTimeMillis()
-          algorithm.consume(table.acquire(key, now), cost, now, out)
-          const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
-          if (table.evicted !== evictionsReported) {
-            metrics.evicted.unsafeUpdate(table.evicted - evictionsReported, labels)
-            evictionsReported = table.evicted
-          }
-          if (out.allowed) {
-            allowed++
-            metrics.allowed.unsafeUpdate(1, labels)
-            return Effect.succeed(makeResult(limit, out.remaining, out.resetAfter, 0))
-          }
-          denied++
-          metrics.denied.unsafeUpdate(1, labels)
-          return Effect.fail(denial(key, out, out.retryAfter))
+          const refused = step(
+            key,
+            cost,
+            clockOf(fiber).unsafeCurrentTimeMillis(),
+            fiber.getFiberRef(FiberRef.currentMetricLabels)
+          )
+          return refused === undefined
+            ? Effect.succeed(makeResult(limit, out.remaining, out.resetAfter, 0))
+            : Effect.fail(refused)
         })
+      return { consume, step }
     }
 
-    const consumeChecked = isMemoryStore(store) ? consumeInMemory(store[MemoryTable]) : consumeViaStore
+    const inMemory = isMemoryStore(store) ? consumeInMemory(store[MemoryTable]) : undefined
+    const consumeChecked = inMemory?.consume ?? consumeViaStore
 
     const consume = (key: string, cost: number = 1) => {
       if (cost !== 1) {
@@ -557,7 +579,11 @@ export const make = <E = never>(
     // `RateLimiters.configure` is) would otherwise inherit it, and closing the scope would hang.
     yield* Effect.forkScoped(Effect.interruptible(Effect.schedule(sweepOnce, Schedule.spaced(config.cleanupInterval))))
 
-    const limiter: RateLimiter<E> = {
+    const kernel: LimiterKernelApi | undefined = inMemory === undefined
+      ? undefined
+      : { tryConsume: (key, cost, now) => inMemory.step(key, cost, now, noLabels) }
+    const limiter: RateLimiter<E> & { readonly [LimiterKernel]?: LimiterKernelApi } = {
+      ...(kernel === undefined ? {} : { [LimiterKernel]: kernel }),
       config,
       consume: consume as RateLimiter<E>["consume"],
       take: take as RateLimiter<E>["take"],

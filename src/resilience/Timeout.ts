@@ -27,6 +27,7 @@ import { TimeoutError, type ValidationError } from "../errors/FoundationError.js
 import * as Validation from "../errors/Validation.js"
 import * as MetricKit from "../observability/MetricKit.js"
 import { DeadlineWheel } from "./internal/deadlineWheel.js"
+import { TimeoutKernel, type TimeoutKernelApi } from "./internal/kernel.js"
 
 /** Options of a `Timeout`. */
 export interface Options {
@@ -71,7 +72,7 @@ class TimeoutImpl implements Timeout {
     readonly name: string,
     readonly duration: Duration.Duration,
     private readonly millis: number,
-    private readonly wheel: DeadlineWheel
+    readonly wheel: DeadlineWheel
   ) {
     this.timeouts = MetricKit.counter("foundation_timeout_timeouts_total", {
       description: "Calls that exceeded their time limit",
@@ -79,7 +80,16 @@ class TimeoutImpl implements Timeout {
     })
   }
 
-  private error(ms: number): TimeoutError {
+  get [TimeoutKernel](): TimeoutKernelApi {
+    return this
+  }
+
+  millisOf(override: unknown): number {
+    return millisOf(override as Duration.DurationInput | undefined, this.millis)
+  }
+
+  /** The error of a call that ran out of time (counted in the metrics). */
+  error(ms: number): TimeoutError {
     MetricKit.bump(this.timeouts)
     return new TimeoutError({ timeout: Duration.millis(ms), label: this.name })
   }

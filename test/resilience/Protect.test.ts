@@ -148,4 +148,113 @@ describe("Protect", () => {
       )
       expect((yield* Effect.flip(Protect.make({ name: "" }))).field).toBe("protect.name")
     }))
+
+  describe("promise work (one async step per attempt)", () => {
+    it.scoped("applies every policy: rate limit, bulkhead, breaker, timeout and retry", () =>
+      Effect.gen(function*() {
+        const limiter = yield* RateLimiter.make({ limit: 10, window: "1 minute", algorithm: "fixed-window" })
+        const stack = yield* Protect.make({
+          timeout: "1 second",
+          bulkhead: { maxConcurrent: 1 },
+          rateLimit: { limiter, key: "p" },
+          breaker: { trip: CircuitBreaker.consecutive(3) },
+          retry: retries(2)
+        })
+        let calls = 0
+        // first attempt never settles (times out), the retry succeeds
+        const fiber = yield* Effect.fork(stack.promise(() => ++calls === 1 ? new Promise<string>(() => {}) : Promise.resolve("second")))
+        yield* TestClock.adjust("1 second")
+        expect(yield* Fiber.join(fiber)).toBe("second")
+        expect(calls).toBe(2)
+        expect(yield* stack.policies.breaker!.stats).toMatchObject({ failures: 1, successes: 1 }) // the timeout counted
+        expect((yield* limiter.status("p")).remaining).toBe(8) // both attempts were charged
+        expect(yield* stack.policies.bulkhead!.stats).toMatchObject({ active: 0 })
+      }))
+
+    it.scoped("rejections by the policies are final and leave no slot taken", () =>
+      Effect.gen(function*() {
+        const limiter = yield* RateLimiter.make({ limit: 1, window: "1 minute", algorithm: "fixed-window" })
+        const stack = yield* Protect.make({ rateLimit: { limiter }, bulkhead: { maxConcurrent: 1 }, retry: retries(3) })
+        let calls = 0
+        expect(yield* stack.promise(() => Promise.resolve(++calls))).toBe(1)
+        expect(failureOf(yield* Effect.exit(stack.promise(() => Promise.resolve(++calls))))).toBeInstanceOf(RateLimitedError)
+        expect(calls).toBe(1)
+        const breaker = yield* CircuitBreaker.make({ trip: CircuitBreaker.consecutive(1) })
+        const guarded = yield* Protect.make({ breaker, bulkhead: { maxConcurrent: 1 }, retry: retries(3) })
+        const first = yield* Effect.exit(guarded.tryPromise({ try: () => Promise.reject("down"), catch: (e) => e as string }))
+        expect(failureOf(first)).toBe("down") // "down" has no retryable category: one attempt
+        expect(failureOf(yield* Effect.exit(guarded.promise(() => Promise.resolve(1))))).toBeInstanceOf(CircuitOpenError)
+        expect(yield* guarded.policies.bulkhead!.stats).toMatchObject({ active: 0 })
+      }))
+
+    it.scoped("a full bulkhead queues (first come, first served) or rejects", () =>
+      Effect.gen(function*() {
+        const stack = yield* Protect.make({ bulkhead: { maxConcurrent: 1, maxQueued: 1 } })
+        let release: (value: string) => void = () => {}
+        const first = yield* Effect.fork(stack.promise(() => new Promise<string>((resolve) => (release = resolve))))
+        yield* Effect.yieldNow()
+        const second = yield* Effect.fork(stack.promise(() => Promise.resolve("queued")))
+        yield* Effect.yieldNow()
+        expect(yield* stack.policies.bulkhead!.stats).toMatchObject({ active: 1, queued: 1 })
+        expect(failureOf(yield* Effect.exit(stack.promise(() => Promise.resolve("x"))))).toBeInstanceOf(BulkheadFullError)
+        release("first")
+        expect(yield* Fiber.join(first)).toBe("first")
+        expect(yield* Fiber.join(second)).toBe("queued")
+        expect(yield* stack.policies.bulkhead!.stats).toMatchObject({ active: 0, queued: 0, rejected: 1 })
+      }))
+
+    it.scoped("the slot stays taken until interrupted work settles: the dependency is still busy", () =>
+      Effect.gen(function*() {
+        const stack = yield* Protect.make({ bulkhead: { maxConcurrent: 1 }, breaker: { trip: CircuitBreaker.consecutive(1) } })
+        let release: (value: string) => void = () => {}
+        const fiber = yield* Effect.fork(stack.promise(() => new Promise<string>((resolve) => (release = resolve))))
+        yield* Effect.yieldNow()
+        yield* Fiber.interrupt(fiber)
+        expect(yield* stack.policies.bulkhead!.stats).toMatchObject({ active: 1 })
+        release("late")
+        yield* Effect.promise(() => Promise.resolve())
+        expect(yield* stack.policies.bulkhead!.stats).toMatchObject({ active: 0 })
+        expect(yield* stack.policies.breaker!.stats).toMatchObject({ successes: 1, failures: 0 })
+      }))
+
+    it.scoped("with a signal: interruption aborts the work, and the abort is not held against the dependency", () =>
+      Effect.gen(function*() {
+        const stack = yield* Protect.make({ breaker: { trip: CircuitBreaker.consecutive(1) }, timeout: "1 minute" })
+        let signal: AbortSignal | undefined
+        const fiber = yield* Effect.fork(stack.promise((s) => {
+          signal = s
+          return new Promise<string>((_, reject) => s.addEventListener("abort", () => reject(new Error("aborted"))))
+        }))
+        yield* Effect.yieldNow()
+        yield* Fiber.interrupt(fiber)
+        expect(signal?.aborted).toBe(true)
+        yield* Effect.promise(() => Promise.resolve())
+        const stats = yield* stack.policies.breaker!.stats
+        expect(stats).toMatchObject({ state: "closed", failures: 0 })
+        // and a timeout aborts it too, and counts
+        const slow = yield* Effect.fork(Effect.exit(stack.promise((s) => {
+          signal = s
+          return new Promise<string>(() => {})
+        })))
+        yield* TestClock.adjust("1 minute")
+        expect(failureOf(yield* Fiber.join(slow))).toBeInstanceOf(TimeoutError)
+        expect(signal?.aborted).toBe(true)
+        expect(yield* stack.policies.breaker!.state).toBe("open")
+      }))
+
+    it.scoped("a rejected promise is a defect with promise and counts for the breaker; tryPromise maps it", () =>
+      Effect.gen(function*() {
+        const stack = yield* Protect.make<string>({
+          breaker: { trip: CircuitBreaker.consecutive(2), isFailure: (e) => e !== "ignored" }
+        })
+        const died = yield* Effect.exit(stack.promise(() => Promise.reject(new Error("crash"))))
+        expect(Exit.isFailure(died) && Cause.isDie(died.cause)).toBe(true)
+        yield* Effect.exit(stack.tryPromise({ try: () => Promise.reject(0), catch: () => "ignored" }))
+        expect((yield* stack.policies.breaker!.stats).failures).toBe(1)
+        yield* Effect.exit(stack.promise(() => {
+          throw new Error("sync throw")
+        }))
+        expect(yield* stack.policies.breaker!.state).toBe("open")
+      }))
+  })
 })
