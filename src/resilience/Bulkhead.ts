@@ -23,6 +23,7 @@ import type * as Metric from "effect/Metric"
 import { BulkheadFullError, type ValidationError } from "../errors/FoundationError.js"
 import * as Validation from "../errors/Validation.js"
 import * as MetricKit from "../observability/MetricKit.js"
+import { IntrusiveList, type Node } from "./internal/intrusiveList.js"
 import { BulkheadKernel, type BulkheadKernelApi } from "./internal/kernel.js"
 
 /** Options of a bulkhead. */
@@ -58,13 +59,10 @@ interface Release<A, E> {
   readonly onFailure: (cause: Cause.Cause<E>) => Effect.Effect<never, E>
 }
 
-interface Waiter {
+interface Waiter extends Node<Waiter> {
   resume: ((effect: Effect.Effect<void>) => void) | undefined
   /** Set when a slot was handed to this waiter. */
   granted: boolean
-  next: Waiter | undefined
-  prev: Waiter | undefined
-  linked: boolean
 }
 
 /**
@@ -73,10 +71,8 @@ interface Waiter {
  */
 class BulkheadImpl implements Bulkhead {
   private active = 0
-  private queued = 0
   private rejected = 0
-  private head: Waiter | undefined = undefined
-  private tail: Waiter | undefined = undefined
+  private readonly waiters = new IntrusiveList<Waiter>()
   private readonly queuedGauge: Metric.Metric.Gauge<number>
   private readonly rejectedCounter: Metric.Metric.Counter<number>
 
@@ -96,7 +92,7 @@ class BulkheadImpl implements Bulkhead {
           this.active++
           return Effect.matchCauseEffect(restore(self), this.release_ as Release<A, E>)
         }
-        if (this.queued >= this.maxQueued) {
+        if (this.waiters.size >= this.maxQueued) {
           this.rejected++
           MetricKit.bump(this.rejectedCounter)
           return Effect.fail(
@@ -137,26 +133,14 @@ class BulkheadImpl implements Bulkhead {
   }
 
   private enqueue(): Waiter {
-    const waiter: Waiter = { resume: undefined, granted: false, next: undefined, prev: this.tail, linked: true }
-    if (this.tail === undefined) this.head = waiter
-    else this.tail.next = waiter
-    this.tail = waiter
-    this.queued++
-    MetricKit.set(this.queuedGauge, this.queued)
+    const waiter: Waiter = { resume: undefined, granted: false, next: undefined, prev: undefined, list: undefined }
+    this.waiters.push(waiter)
+    MetricKit.set(this.queuedGauge, this.waiters.size)
     return waiter
   }
 
   private unlink(waiter: Waiter): void {
-    if (!waiter.linked) return
-    if (waiter.prev === undefined) this.head = waiter.next
-    else waiter.prev.next = waiter.next
-    if (waiter.next === undefined) this.tail = waiter.prev
-    else waiter.next.prev = waiter.prev
-    waiter.linked = false
-    waiter.next = undefined
-    waiter.prev = undefined
-    this.queued--
-    MetricKit.set(this.queuedGauge, this.queued)
+    if (this.waiters.remove(waiter)) MetricKit.set(this.queuedGauge, this.waiters.size)
   }
 
   // --- the synchronous hooks of Protect's fused path (see internal/kernel.ts) ----------------
@@ -174,7 +158,7 @@ class BulkheadImpl implements Bulkhead {
 
   /** Frees a slot: hands it to the oldest waiter, or returns it to the pool. */
   release(): void {
-    const next = this.head
+    const next = this.waiters.head
     if (next === undefined) {
       this.active--
       return
@@ -188,7 +172,7 @@ class BulkheadImpl implements Bulkhead {
     return Effect.sync(() => ({
       name: this.name,
       active: this.active,
-      queued: this.queued,
+      queued: this.waiters.size,
       rejected: this.rejected,
       maxConcurrent: this.maxConcurrent,
       maxQueued: this.maxQueued

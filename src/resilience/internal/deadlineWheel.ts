@@ -18,24 +18,17 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
+import { IntrusiveList, type Node } from "./intrusiveList.js"
 
 /** A registered deadline. */
-export interface Entry {
+export interface Entry extends Node<Entry> {
   readonly deadline: number
   /** Called once when the deadline passes, unless the entry was removed before. */
   readonly fire: () => void
-  prev: Entry | undefined
-  next: Entry | undefined
-  list: DeadlineList | undefined
-}
-
-class DeadlineList {
-  head: Entry | undefined = undefined
-  tail: Entry | undefined = undefined
 }
 
 export class DeadlineWheel {
-  private readonly lists = new Map<number, DeadlineList>()
+  private readonly lists = new Map<number, IntrusiveList<Entry>>()
   /** The deadline the fiber sleeps until (Infinity when idle). */
   private armed = Number.POSITIVE_INFINITY
   private wake: Deferred.Deferred<void> = Deferred.unsafeMake(FiberId.none)
@@ -56,13 +49,11 @@ export class DeadlineWheel {
     const deadline = this.clock.unsafeCurrentTimeMillis() + durationMillis
     let list = this.lists.get(durationMillis)
     if (list === undefined) {
-      list = new DeadlineList()
+      list = new IntrusiveList<Entry>()
       this.lists.set(durationMillis, list)
     }
-    const entry: Entry = { deadline, fire, prev: list.tail, next: undefined, list }
-    if (list.tail === undefined) list.head = entry
-    else list.tail.next = entry
-    list.tail = entry
+    const entry: Entry = { deadline, fire, prev: undefined, next: undefined, list: undefined }
+    list.push(entry)
     this.pending++
     this.adds++
     this.lastDuration = durationMillis
@@ -76,14 +67,7 @@ export class DeadlineWheel {
   /** Unregisters an entry; true when it was still registered (so it will never fire). */
   remove(entry: Entry): boolean {
     const list = entry.list
-    if (list === undefined) return false
-    if (entry.prev === undefined) list.head = entry.next
-    else entry.prev.next = entry.next
-    if (entry.next === undefined) list.tail = entry.prev
-    else entry.next.prev = entry.prev
-    entry.list = undefined
-    entry.prev = undefined
-    entry.next = undefined
+    if (list === undefined || !list.remove(entry)) return false
     this.pending--
     return true
   }
