@@ -811,9 +811,26 @@ class Breaker<E> implements CircuitBreaker<E> {
 export const make = <E = unknown>(options: Options<E> = {}): Effect.Effect<CircuitBreaker<E>, ValidationError> =>
   build(options)
 
+/**
+ * Configs are shared between breakers made from equal plain options (no `isFailure` function,
+ * no reset `Schedule`): many breakers made alike then hold one config between them, a third of
+ * an idle breaker's memory. The cache is small and only holds validated data.
+ */
+const sharedConfigs = new Map<string, Config<unknown>>()
+const resolveShared = <E>(options: Options<E>): Either.Either<Config<E>, ValidationError> =>
+  Either.flatMap(resolve(options), (config) => {
+    if (config.isFailure !== undefined || config.reset._tag === "schedule") return Either.right(config)
+    const key = JSON.stringify([config.window, config.slowMillis, config.reset, config.halfOpenMaxCalls, config.successThreshold, config.metrics])
+    const shared = sharedConfigs.get(key)
+    if (shared !== undefined) return Either.right(shared as Config<E>)
+    if (sharedConfigs.size >= 256) sharedConfigs.delete(sharedConfigs.keys().next().value!)
+    sharedConfigs.set(key, config as Config<unknown>)
+    return Either.right(config)
+  })
+
 const build = <E>(options: Options<E>): Effect.Effect<Breaker<E>, ValidationError> =>
   Effect.gen(function*() {
-    const config = yield* resolve(options)
+    const config = yield* resolveShared(options)
     const initial = options.initial === undefined ? undefined : yield* decodeSnapshot(options.initial)
     const name = yield* Validation.nonEmptyString(field("name"), options.name ?? "circuit-breaker")
     const clock = yield* Effect.clock
