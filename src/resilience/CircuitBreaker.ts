@@ -423,9 +423,8 @@ class Breaker<E> implements CircuitBreaker<E> {
   private failures = 0
   private rejections = 0
   private slowCalls = 0
-  /** Delay of the next opening, precomputed from the reset policy. */
-  private nextDelay: number
-  private resetState: unknown
+  /** Delays of successive openings from a reset schedule (computed once, see `init`). */
+  private resetDelays: ReadonlyArray<number> = []
   private listeners: Array<(change: StateChange) => void> | undefined = undefined
   private meters: BreakerMetrics | undefined = undefined
   private readonly window: BreakerWindow
@@ -436,8 +435,6 @@ class Breaker<E> implements CircuitBreaker<E> {
     private readonly clock: Clock.Clock
   ) {
     this.window = makeWindow(config.window)
-    this.nextDelay = config.reset._tag === "fixed" ? config.reset.millis : 0
-    this.resetState = config.reset._tag === "schedule" ? config.reset.schedule.initial : undefined
   }
 
   // --- calls --------------------------------------------------------------------------------
@@ -467,8 +464,14 @@ class Breaker<E> implements CircuitBreaker<E> {
     if (this.config.timed) {
       const start = this.clock.unsafeCurrentTimeMillis()
       return Effect.matchCauseEffect(self, {
-        onSuccess: (a) => this.after(this.recordClosed(epoch, GOOD, start), Effect.succeed(a)),
-        onFailure: (cause) => this.after(this.recordClosed(epoch, this.verdict(cause), start), Effect.failCause(cause))
+        onSuccess: (a) => {
+          this.recordClosed(epoch, GOOD, start)
+          return Effect.succeed(a)
+        },
+        onFailure: (cause) => {
+          this.recordClosed(epoch, this.verdict(cause), start)
+          return Effect.failCause(cause)
+        }
       })
     }
     // The handlers pass values and causes through unchanged, so they serve any A and E1.
@@ -482,8 +485,14 @@ class Breaker<E> implements CircuitBreaker<E> {
     if (cached !== undefined && cached.epoch === epoch) return cached
     return this.handlers = {
       epoch,
-      onSuccess: (a) => this.after(this.recordClosed(epoch, GOOD, -1), Effect.succeed(a)),
-      onFailure: (cause) => this.after(this.recordClosed(epoch, this.verdict(cause), -1), Effect.failCause(cause))
+      onSuccess: (a) => {
+        this.recordClosed(epoch, GOOD, -1)
+        return Effect.succeed(a)
+      },
+      onFailure: (cause) => {
+        this.recordClosed(epoch, this.verdict(cause), -1)
+        return Effect.failCause(cause)
+      }
     }
   }
 
@@ -508,8 +517,14 @@ class Breaker<E> implements CircuitBreaker<E> {
         this.probes++
         const epoch = this.epoch
         return Effect.matchCauseEffect(restore(self), {
-          onSuccess: (a) => this.after(this.completeProbe(epoch, GOOD, now), Effect.succeed(a)),
-          onFailure: (cause) => this.after(this.completeProbe(epoch, this.verdict(cause), now), Effect.failCause(cause))
+          onSuccess: (a) => {
+            this.completeProbe(epoch, GOOD, now)
+            return Effect.succeed(a)
+          },
+          onFailure: (cause) => {
+            this.completeProbe(epoch, this.verdict(cause), now)
+            return Effect.failCause(cause)
+          }
         })
       })
     )
@@ -550,19 +565,13 @@ class Breaker<E> implements CircuitBreaker<E> {
     return { epoch: this.epoch, probe: true, start: now }
   }
 
-  settle(ticket: Ticket, verdict: Verdict): Effect.Effect<void> | undefined {
-    return ticket.probe
-      ? this.completeProbe(ticket.epoch, verdict, ticket.start)
-      : this.recordClosed(ticket.epoch, verdict, ticket.start)
+  settle(ticket: Ticket, verdict: Verdict): void {
+    if (ticket.probe) this.completeProbe(ticket.epoch, verdict, ticket.start)
+    else this.recordClosed(ticket.epoch, verdict, ticket.start)
   }
 
   verdictOf(error: unknown): Verdict {
     return this.counts(error as E)
-  }
-
-  /** Runs the follow-up of a transition (advancing the reset schedule), if any, then `next`. */
-  private after<A, E1>(followUp: Effect.Effect<void> | undefined, next: Effect.Effect<A, E1>): Effect.Effect<A, E1> {
-    return followUp === undefined ? next : Effect.zipRight(followUp, next)
   }
 
   /** Classifies a failed call. Interruption is neutral; defects are bad. */
@@ -590,26 +599,25 @@ class Breaker<E> implements CircuitBreaker<E> {
   }
 
   /** Records a closed-state call; `start` is its start time, or -1 when it was not timed. */
-  private recordClosed(epoch: number, verdict: Verdict, start: number): Effect.Effect<void> | undefined {
-    if (epoch !== this.epoch || verdict === NEUTRAL) return undefined
+  private recordClosed(epoch: number, verdict: Verdict, start: number): void {
+    if (epoch !== this.epoch || verdict === NEUTRAL) return
     const timed = start >= 0
     const now = timed ? this.clock.unsafeCurrentTimeMillis() : -1
     const slow = timed && this.isSlow(start, now)
     const failure = verdict === BAD
     this.count(failure, slow)
-    if (!this.window.record(failure, slow, now)) return undefined
-    return this.open(timed ? now : this.clock.unsafeCurrentTimeMillis())
+    if (this.window.record(failure, slow, now)) this.open(timed ? now : this.clock.unsafeCurrentTimeMillis())
   }
 
-  private completeProbe(epoch: number, verdict: Verdict, start: number): Effect.Effect<void> | undefined {
-    if (epoch !== this.epoch) return undefined // the breaker moved on; this permit was already dropped
+  private completeProbe(epoch: number, verdict: Verdict, start: number): void {
+    if (epoch !== this.epoch) return // the breaker moved on; this permit was already dropped
     this.probes--
-    if (verdict === NEUTRAL) return undefined
+    if (verdict === NEUTRAL) return
     const now = this.clock.unsafeCurrentTimeMillis()
     const slow = this.isSlow(start, now)
     this.count(verdict === BAD, slow)
-    if (verdict === BAD || slow) return this.open(now)
-    return ++this.halfOpenSuccesses >= this.config.successThreshold ? this.close(now) : undefined
+    if (verdict === BAD || slow) this.open(now)
+    else if (++this.halfOpenSuccesses >= this.config.successThreshold) this.close(now)
   }
 
   private count(failure: boolean, slow: boolean): void {
@@ -636,50 +644,35 @@ class Breaker<E> implements CircuitBreaker<E> {
     this.epoch++
     this.probes = 0
     this.halfOpenSuccesses = 0
+    if (from === to) return // e.g. `reset` of a closed breaker: a new epoch, but no state change
     if (this.config.metrics) this.metrics().transition(to)
     const listeners = this.listeners
-    if (listeners !== undefined && from !== to) {
+    if (listeners !== undefined) {
       const change: StateChange = { breaker: this.name, from: stateNames[from]!, to: stateNames[to]!, at: now }
       for (const listener of listeners) listener(change)
     }
   }
 
-  private open(now: number): Effect.Effect<void> | undefined {
+  private open(now: number): void {
     this.openedAt = now
-    this.openUntil = now + this.nextDelay
     this.openCount++
+    this.openUntil = now + this.resetDelay(this.openCount)
     this.window.reset()
     this.transition(OPEN, now)
-    return this.config.reset._tag === "schedule" ? this.advanceReset() : undefined
   }
 
-  private close(now: number): Effect.Effect<void> | undefined {
+  private close(now: number): void {
     this.window.reset()
     this.openCount = 0
     this.transition(CLOSED, now)
-    return this.restartReset()
   }
 
-  /** Starts the reset schedule again (after closing). */
-  private restartReset(): Effect.Effect<void> | undefined {
+  /** How long the `n`-th opening since the breaker last closed lasts (n ≥ 1). */
+  private resetDelay(n: number): number {
     const reset = this.config.reset
-    if (reset._tag === "fixed") return undefined
-    this.resetState = reset.schedule.initial
-    return this.advanceReset()
-  }
-
-  /** Steps the reset schedule to precompute the delay of the next opening. */
-  private advanceReset(): Effect.Effect<void> {
-    return Effect.uninterruptible(Effect.suspend(() => {
-      const reset = this.config.reset
-      if (reset._tag === "fixed") return Effect.void
-      const now = this.clock.unsafeCurrentTimeMillis()
-      return Effect.map(reset.schedule.step(now, undefined, this.resetState), ([state, , decision]) => {
-        if (ScheduleDecision.isDone(decision)) return // a finished schedule keeps its last delay
-        this.resetState = state
-        this.nextDelay = Math.max(0, ScheduleIntervals.start(decision.intervals) - now)
-      })
-    }))
+    if (reset._tag === "fixed") return reset.millis
+    const delays = this.resetDelays
+    return delays.length === 0 ? 0 : delays[Math.min(n, delays.length) - 1]!
   }
 
   /** Lazily moves an open breaker whose delay is over to half-open. */
@@ -743,10 +736,7 @@ class Breaker<E> implements CircuitBreaker<E> {
   }
 
   get reset(): Effect.Effect<void> {
-    return Effect.suspend(() => {
-      const followUp = this.close(this.clock.unsafeCurrentTimeMillis())
-      return followUp ?? Effect.void
-    })
+    return Effect.sync(() => this.close(this.clock.unsafeCurrentTimeMillis()))
   }
 
   get snapshot(): Effect.Effect<Snapshot> {
@@ -774,7 +764,7 @@ class Breaker<E> implements CircuitBreaker<E> {
 
   /** Applies a valid snapshot. A window of another kind than this breaker's is ignored. */
   apply(snapshot: Snapshot): Effect.Effect<void> {
-    return Effect.suspend(() => {
+    return Effect.sync(() => {
       const now = this.clock.unsafeCurrentTimeMillis()
       this.window.reset()
       this.window.restore(snapshot.window)
@@ -789,20 +779,43 @@ class Breaker<E> implements CircuitBreaker<E> {
       this.halfOpenSuccesses = snapshot.state === "half_open"
         ? Math.min(snapshot.halfOpenSuccesses, this.config.successThreshold - 1)
         : 0
-      const reset = this.config.reset
-      if (reset._tag === "fixed") return Effect.void
-      // Replay the schedule so the next opening gets the delay it would have had.
-      this.resetState = reset.schedule.initial
-      return Effect.repeatN(this.advanceReset(), snapshot.openCount)
     })
   }
 
-  /** Runs the first step of the reset schedule and applies the initial snapshot; done once. */
+  /**
+   * Computes the delays of a reset schedule (once: successive openings read them
+   * synchronously, so a transition never waits on an effect, and a restored `openCount` of any
+   * size costs nothing), then applies the initial snapshot. A schedule that ends keeps its last
+   * delay; one that goes on is followed for `maxResetSteps` openings, then its last delay holds.
+   * A jittered schedule is sampled once per breaker.
+   */
   init(initial: Snapshot | undefined): Effect.Effect<this> {
-    const reset = this.config.reset._tag === "schedule" ? this.advanceReset() : Effect.void
-    return Effect.as(initial === undefined ? reset : Effect.zipRight(reset, this.apply(initial)), this)
+    const reset = this.config.reset
+    const delays = reset._tag === "fixed" ? Effect.void : Effect.map(
+      Effect.flatMap(Effect.clock, (clock) => scheduleDelays(reset.schedule, clock.unsafeCurrentTimeMillis())),
+      (delays) => {
+        this.resetDelays = delays
+      }
+    )
+    return Effect.as(initial === undefined ? delays : Effect.zipRight(delays, this.apply(initial)), this)
   }
 }
+
+/** Reset-schedule steps computed per breaker. */
+const maxResetSteps = 64
+
+const scheduleDelays = (schedule: Schedule.Schedule<unknown, unknown>, now: number): Effect.Effect<ReadonlyArray<number>> =>
+  Effect.gen(function*() {
+    const delays: Array<number> = []
+    let state: unknown = schedule.initial
+    while (delays.length < maxResetSteps) {
+      const [next, , decision] = yield* schedule.step(now, undefined, state)
+      if (ScheduleDecision.isDone(decision)) break
+      state = next
+      delays.push(Math.max(0, ScheduleIntervals.start(decision.intervals) - now))
+    }
+    return delays
+  })
 
 /**
  * Makes a breaker. It holds no fibers, timers or finalizers, so it needs no `Scope`.
@@ -853,7 +866,8 @@ export interface Registry {
   get(name: string): Effect.Effect<CircuitBreaker>
   /**
    * Makes (or remakes) the breaker named `name` with the defaults overridden by `options`. A
-   * breaker that already exists keeps its state (carried over by snapshot).
+   * breaker that already exists keeps its state (carried over by snapshot) but is replaced: a
+   * reference obtained earlier keeps the old instance, so `get` it again.
    */
   configure(name: string, options: Omit<Options, "name">): Effect.Effect<CircuitBreaker, ValidationError>
   /** Removes a breaker; true when it existed. */

@@ -19,12 +19,15 @@
  *   exhausted retry loop. `TimeoutError` is transient, so it is retried.
  *
  * Every policy is optional; give options (the policy is made here, in the current scope) or an
- * instance (shared with other code). `promise`/`tryPromise` time promise work without any fork;
- * `run` takes any effect (the timeout, if any, forks it once).
+ * instance (shared with other code). `run` takes any effect (the timeout, if any, forks it once).
+ * `promise`/`tryPromise` set up each attempt in one synchronous step (see `fused`): no fiber, no
+ * interruption mask; there a slot is held until the work settles or times out, even when the
+ * caller was interrupted, and the rate-limit metrics do not carry the fiber's extra metric tags.
  */
 import type * as Clock from "effect/Clock"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import { dual } from "effect/Function"
 import * as Predicate from "effect/Predicate"
@@ -38,6 +41,7 @@ import {
 } from "../errors/FoundationError.js"
 import * as Validation from "../errors/Validation.js"
 import * as Bulkhead from "./Bulkhead.js"
+import type { Entry } from "./internal/deadlineWheel.js"
 import {
   BAD,
   BreakerKernel,
@@ -57,6 +61,7 @@ import * as CircuitBreaker from "./CircuitBreaker.js"
 import type * as RateLimiter from "./RateLimiter.js"
 import * as Retry from "./Retry.js"
 import * as Timeout from "./Timeout.js"
+import { rejectionOf } from "./Timeout.js"
 
 /** The failures the policies themselves add. */
 export type ProtectError = TimeoutError | BulkheadFullError | RateLimitedError | CircuitOpenError
@@ -88,7 +93,7 @@ export interface Options<E = unknown> {
   readonly retryWhile?: (error: E | ProtectError) => boolean
 }
 
-/** Per-call settings. */
+/** Per-call settings; bad ones fail the call with `ValidationError`. */
 export interface CallOptions {
   /** The rate-limit key to charge for this call (default: the stack's key). */
   readonly key?: string
@@ -108,14 +113,25 @@ export interface Protect<in E = unknown> {
     readonly retry: Retry.Policy | undefined
   }
   /** Runs an effect through the stack. */
-  run<A, E1 extends E, R>(self: Effect.Effect<A, E1, R>, options?: CallOptions): Effect.Effect<A, E1 | ProtectError, R>
+  run<A, E1 extends E, R>(self: Effect.Effect<A, E1, R>): Effect.Effect<A, E1 | ProtectError, R>
+  run<A, E1 extends E, R>(
+    self: Effect.Effect<A, E1, R>,
+    options: CallOptions
+  ): Effect.Effect<A, E1 | ProtectError | ValidationError, R>
   /** Runs promise work through the stack; the timeout needs no fork. A rejection is a defect. */
-  promise<A>(evaluate: (signal: AbortSignal) => PromiseLike<A>, options?: CallOptions): Effect.Effect<A, ProtectError>
-  /** Runs promise work through the stack; a rejection is mapped by `catch`. */
+  promise<A>(evaluate: (signal: AbortSignal) => PromiseLike<A>): Effect.Effect<A, ProtectError>
+  promise<A>(
+    evaluate: (signal: AbortSignal) => PromiseLike<A>,
+    options: CallOptions
+  ): Effect.Effect<A, ProtectError | ValidationError>
+  /** Runs promise work through the stack; a rejection is mapped by `catch` (if `catch` throws, a defect). */
+  tryPromise<A, E1 extends E>(
+    work: { readonly try: (signal: AbortSignal) => PromiseLike<A>; readonly catch: (error: unknown) => E1 }
+  ): Effect.Effect<A, E1 | ProtectError>
   tryPromise<A, E1 extends E>(
     work: { readonly try: (signal: AbortSignal) => PromiseLike<A>; readonly catch: (error: unknown) => E1 },
-    options?: CallOptions
-  ): Effect.Effect<A, E1 | ProtectError, never>
+    options: CallOptions
+  ): Effect.Effect<A, E1 | ProtectError | ValidationError>
 }
 
 const isPolicyRejection = (error: unknown): boolean =>
@@ -188,21 +204,64 @@ class ProtectImpl<E> implements Protect<E> {
     return retry === undefined ? attempt : Retry.retry(attempt, retry, this.retryOptions)
   }
 
-  run<A, E1 extends E, R>(self: Effect.Effect<A, E1, R>, options?: CallOptions): Effect.Effect<A, E1 | ProtectError, R> {
-    const timeout = this.policies.timeout
-    const timed = timeout === undefined ? self : timeout.apply(self, options?.timeout)
-    return this.retried(this.limited(this.guarded(timed), options?.key ?? this.key))
+  run<A, E1 extends E, R>(self: Effect.Effect<A, E1, R>): Effect.Effect<A, E1 | ProtectError, R>
+  run<A, E1 extends E, R>(
+    self: Effect.Effect<A, E1, R>,
+    options: CallOptions
+  ): Effect.Effect<A, E1 | ProtectError | ValidationError, R>
+  run<A, E1 extends E, R>(
+    self: Effect.Effect<A, E1, R>,
+    options?: CallOptions
+  ): Effect.Effect<A, E1 | ProtectError | ValidationError, R> {
+    return this.withOptions(options, (key, timeoutOverride) => {
+      const timeout = this.policies.timeout
+      const timed = timeout === undefined
+        ? self
+        : timeoutOverride === undefined
+        ? timeout.apply(self)
+        : timeout.apply(self, timeoutOverride)
+      return this.retried(this.limited(this.guarded(timed), key))
+    })
   }
 
-  promise<A>(evaluate: (signal: AbortSignal) => PromiseLike<A>, options?: CallOptions): Effect.Effect<A, ProtectError> {
+  promise<A>(evaluate: (signal: AbortSignal) => PromiseLike<A>): Effect.Effect<A, ProtectError>
+  promise<A>(
+    evaluate: (signal: AbortSignal) => PromiseLike<A>,
+    options: CallOptions
+  ): Effect.Effect<A, ProtectError | ValidationError>
+  promise<A>(
+    evaluate: (signal: AbortSignal) => PromiseLike<A>,
+    options?: CallOptions
+  ): Effect.Effect<A, ProtectError | ValidationError> {
     return this.promiseWork<A, never>(evaluate, undefined, options)
   }
 
   tryPromise<A, E1 extends E>(
+    work: { readonly try: (signal: AbortSignal) => PromiseLike<A>; readonly catch: (error: unknown) => E1 }
+  ): Effect.Effect<A, E1 | ProtectError>
+  tryPromise<A, E1 extends E>(
+    work: { readonly try: (signal: AbortSignal) => PromiseLike<A>; readonly catch: (error: unknown) => E1 },
+    options: CallOptions
+  ): Effect.Effect<A, E1 | ProtectError | ValidationError>
+  tryPromise<A, E1 extends E>(
     work: { readonly try: (signal: AbortSignal) => PromiseLike<A>; readonly catch: (error: unknown) => E1 },
     options?: CallOptions
-  ): Effect.Effect<A, E1 | ProtectError, never> {
+  ): Effect.Effect<A, E1 | ProtectError | ValidationError> {
     return this.promiseWork(work.try, work.catch, options)
+  }
+
+  /** Validates the per-call options (at the boundary), then builds the call. */
+  private withOptions<A, E1, R>(
+    options: CallOptions | undefined,
+    build: (key: string, timeout: Duration.Duration | undefined) => Effect.Effect<A, E1, R>
+  ): Effect.Effect<A, E1 | ValidationError, R> {
+    if (options === undefined) return build(this.key, undefined)
+    const key = options.key === undefined ? Either.right(this.key) : Validation.nonEmptyString("protect.key", options.key)
+    if (Either.isLeft(key)) return Effect.fail(key.left)
+    if (options.timeout === undefined) return build(key.right, undefined)
+    const timeout = Validation.duration("protect.timeout", options.timeout)
+    if (Either.isLeft(timeout)) return Effect.fail(timeout.left)
+    return build(key.right, timeout.right)
   }
 
   /** Promise work; a rejection is mapped by `catcher`, or is a defect without one. */
@@ -210,58 +269,71 @@ class ProtectImpl<E> implements Protect<E> {
     evaluate: (signal: AbortSignal) => PromiseLike<A>,
     catcher: ((error: unknown) => E1) | undefined,
     options: CallOptions | undefined
-  ): Effect.Effect<A, E1 | ProtectError> {
-    const key = options?.key ?? this.key
-    const kernels = this.kernels
-    if (kernels === undefined) return this.retried(this.limited(this.composedPromise(evaluate, catcher, options), key))
-    return this.retried(this.fused(kernels, evaluate, catcher, key, options))
+  ): Effect.Effect<A, E1 | ProtectError | ValidationError> {
+    return this.withOptions(options, (key, timeout) => {
+      const kernels = this.kernels
+      return kernels === undefined
+        ? this.retried(this.limited(this.composedPromise(evaluate, catcher, timeout), key))
+        : this.retried(this.fused(kernels, evaluate, catcher, key, timeout))
+    })
   }
 
   /** The promise work, timed, inside the breaker and the bulkhead, one effect per policy. */
   private composedPromise<A, E1>(
     evaluate: (signal: AbortSignal) => PromiseLike<A>,
     catcher: ((error: unknown) => E1) | undefined,
-    options: CallOptions | undefined
-  ): Effect.Effect<A, E1 | ProtectError> {
+    timeoutOverride: Duration.Duration | undefined
+  ): Effect.Effect<A, E1 | ProtectError | ValidationError> {
     const timeout = this.policies.timeout
-    const d = options?.timeout
-    const timed: Effect.Effect<A, E1 | TimeoutError> = catcher === undefined
-      ? (timeout === undefined ? Effect.promise(evaluate) : timeout.promise(evaluate, d))
-      : timeout === undefined
-      ? Effect.tryPromise({ try: evaluate, catch: catcher })
-      : timeout.tryPromise({ try: evaluate, catch: catcher }, d)
+    const timed: Effect.Effect<A, E1 | TimeoutError | ValidationError> = timeout === undefined
+      ? Effect.async<A, E1>((resume) => {
+        try {
+          evaluate(new AbortController().signal).then((a) => resume(Exit.succeed(a)), (u) => resume(rejectionOf(catcher, u)))
+        } catch (u) {
+          resume(rejectionOf(catcher, u))
+        }
+      })
+      : timeoutOverride === undefined
+      ? (catcher === undefined ? timeout.promise(evaluate) : timeout.tryPromise({ try: evaluate, catch: catcher }))
+      : catcher === undefined
+      ? timeout.promise(evaluate, timeoutOverride)
+      : timeout.tryPromise({ try: evaluate, catch: catcher }, timeoutOverride)
     return this.guarded(timed)
   }
 
   /**
    * One attempt in one `Effect.async`: rate limit, bulkhead slot, breaker admission, deadline and
    * promise are set up in a single synchronous step, and the promise's settlement (or the
-   * deadline) gives the slot back and records the outcome. No fiber, no interruption mask, one
-   * allocation per policy at most. A slot stays taken until the work it admitted settles or times
-   * out, even if the caller was interrupted meanwhile: the dependency is still busy with it.
-   * When the bulkhead has no free slot, the attempt queues through the composed path.
+   * deadline) gives the slot back and records the outcome, once. No fiber and no interruption
+   * mask on the way. A slot stays taken until the work it admitted settles or times out, even if
+   * the caller was interrupted meanwhile: the dependency is still busy with it, and the outcome
+   * is still a fact about the dependency, so a closed breaker records it. A half-open trial call
+   * is the exception: if its caller is interrupted, its permit is given back at once (neutral),
+   * so that the breaker can never stay half-open on abandoned work. When the bulkhead has no
+   * free slot, the attempt queues through the composed path.
    */
   private fused<A, E1>(
     kernels: Kernels,
     evaluate: (signal: AbortSignal) => PromiseLike<A>,
     catcher: ((error: unknown) => E1) | undefined,
     key: string,
-    options: CallOptions | undefined
-  ): Effect.Effect<A, E1 | ProtectError> {
-    const onReject = (error: unknown): Exit.Exit<never, E1> =>
-      catcher === undefined ? Exit.die(error) : Exit.fail(catcher(error))
+    timeoutOverride: Duration.Duration | undefined
+  ): Effect.Effect<A, E1 | ProtectError | ValidationError> {
     const { breaker, bulkhead, limiter, timeout } = kernels
-    const ms = timeout === undefined ? 0 : timeout.millisOf(options?.timeout)
+    const limit = timeout === undefined ? 0 : timeout.millisOf(timeoutOverride)
+    const ms = typeof limit === "number" ? limit : 0 // validated by withOptions
     const cost = this.cost
     const clock = this.clock
     const withSignal = evaluate.length > 0
-    const register = (resume: (effect: Effect.Effect<A, E1 | ProtectError>) => void): Effect.Effect<void> | void => {
+    const register = (
+      resume: (effect: Effect.Effect<A, E1 | ProtectError | ValidationError>) => void
+    ): Effect.Effect<void> | void => {
       if (limiter !== undefined) {
         const denied = limiter.tryConsume(key, cost, clock.unsafeCurrentTimeMillis())
         if (denied !== undefined) return resume(Exit.fail(denied))
       }
       if (bulkhead !== undefined && !bulkhead.tryAcquire()) {
-        return resume(this.composedPromise(evaluate, catcher, options))
+        return resume(this.composedPromise(evaluate, catcher, timeoutOverride))
       }
       let ticket: Ticket | undefined
       if (breaker !== undefined) {
@@ -272,53 +344,58 @@ class ProtectImpl<E> implements Protect<E> {
         }
         ticket = admitted
       }
-      const controller = withSignal ? new AbortController() : undefined
+      let settled = false
       let interrupted = false
+      const settleTicket = (verdict: Verdict) => {
+        if (ticket === undefined) return
+        breaker!.settle(ticket, verdict)
+        ticket = undefined
+      }
       const finish = (exit: Exit.Exit<A, E1 | TimeoutError>, verdict: Verdict) => {
+        if (settled) return // a thenable may call back more than once
+        settled = true
         bulkhead?.release()
-        const followUp = ticket === undefined ? undefined : breaker!.settle(ticket, interrupted ? NEUTRAL : verdict)
-        resume(followUp === undefined ? exit : Effect.zipRight(followUp, exit))
+        settleTicket(interrupted ? NEUTRAL : verdict)
+        resume(exit)
       }
       const verdictOfExit = (exit: Exit.Exit<never, E1>): Verdict =>
         breaker === undefined || exit._tag === "Success" ? GOOD : exit.cause._tag === "Fail"
           ? breaker.verdictOf(exit.cause.error)
           : BAD
-      const entry = timeout === undefined ? undefined : timeout.wheel.add(ms, () => {
-        const error = timeout.error(ms)
-        controller?.abort(error)
-        finish(Exit.fail(error), breaker === undefined ? BAD : breaker.verdictOf(error))
-      })
-      const won = () => entry === undefined || timeout!.wheel.remove(entry)
-      let promise: PromiseLike<A>
-      try {
-        promise = evaluate(controller?.signal as AbortSignal)
-      } catch (error) {
-        if (won()) {
-          const exit = onReject(error)
-          finish(exit, verdictOfExit(exit))
-        }
-        return
+      const controller = withSignal ? new AbortController() : undefined
+      let entry: Entry | undefined
+      if (timeout !== undefined) {
+        entry = timeout.wheel.add(ms, (shutdown) => {
+          const error = timeout.error(ms, shutdown)
+          controller?.abort(error)
+          finish(Exit.fail(error), shutdown || breaker === undefined ? NEUTRAL : breaker.verdictOf(error))
+        })
+        if (entry === undefined) return finish(Exit.fail(timeout.error(ms, true)), NEUTRAL) // the Timeout was closed
       }
-      promise.then(
-        (a) => {
+      const won = () => entry === undefined || timeout!.wheel.remove(entry)
+      const rejected = (error: unknown) => {
+        if (!won()) return
+        const exit = rejectionOf(catcher, error)
+        finish(exit, verdictOfExit(exit))
+      }
+      try {
+        evaluate(controller?.signal as AbortSignal).then((a) => {
           if (won()) finish(Exit.succeed(a), GOOD)
-        },
-        (error) => {
-          if (won()) {
-            const exit = onReject(error)
-            finish(exit, verdictOfExit(exit))
-          }
-        }
-      )
-      if (controller === undefined) return
-      // Only when the work takes a signal: abort it if the caller is interrupted, and do not
-      // count the abort's rejection against the dependency.
+        }, rejected)
+      } catch (error) {
+        rejected(error)
+      }
+      if (controller === undefined && (ticket === undefined || !ticket.probe)) return
+      // Only when the work takes a signal, or holds a trial permit: on interruption, abort the
+      // work (its abort is not held against the dependency) and give a trial permit back now.
       return Effect.sync(() => {
+        if (settled) return
         interrupted = true
-        controller.abort()
+        controller?.abort()
+        if (ticket?.probe === true) settleTicket(NEUTRAL)
       })
     }
-    return Effect.async<A, E1 | ProtectError>(register)
+    return Effect.async<A, E1 | ProtectError | ValidationError>(register)
   }
 }
 
@@ -366,16 +443,6 @@ export const make = <E = unknown>(options: Options<E> = {}): Effect.Effect<Prote
 
 /** `run` as a pipeable function: `effect.pipe(Protect.protect(stack))`. */
 export const protect: {
-  <E>(stack: Protect<E>, options?: CallOptions): <A, E1 extends E, R>(
-    self: Effect.Effect<A, E1, R>
-  ) => Effect.Effect<A, E1 | ProtectError, R>
-  <A, E1 extends E, R, E>(
-    self: Effect.Effect<A, E1, R>,
-    stack: Protect<E>,
-    options?: CallOptions
-  ): Effect.Effect<A, E1 | ProtectError, R>
-} = dual(
-  (args) => Effect.isEffect(args[0]),
-  <A, E1 extends E, R, E>(self: Effect.Effect<A, E1, R>, stack: Protect<E>, options?: CallOptions) =>
-    stack.run(self, options)
-)
+  <E>(stack: Protect<E>): <A, E1 extends E, R>(self: Effect.Effect<A, E1, R>) => Effect.Effect<A, E1 | ProtectError, R>
+  <A, E1 extends E, R, E>(self: Effect.Effect<A, E1, R>, stack: Protect<E>): Effect.Effect<A, E1 | ProtectError, R>
+} = dual(2, <A, E1 extends E, R, E>(self: Effect.Effect<A, E1, R>, stack: Protect<E>) => stack.run(self))

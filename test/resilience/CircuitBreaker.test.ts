@@ -380,6 +380,38 @@ describe("CircuitBreaker", () => {
         expect(Duration.toMillis(e!.retryAfter)).toBe(4000)
       }))
 
+    it.effect("a restored opening count of any size costs nothing; a finished schedule keeps its last delay", () =>
+      Effect.gen(function*() {
+        const breaker = yield* CircuitBreaker.make({
+          trip: CircuitBreaker.consecutive(1),
+          resetAfter: Schedule.exponential("1 second").pipe(Schedule.intersect(Schedule.recurs(3)))
+        })
+        const snapshot = yield* breaker.snapshot
+        yield* breaker.restore({ ...snapshot, openCount: 1_000_000_000 })
+        yield* breaker.reset
+        yield* failTimes(breaker, 1, "e")
+        const delays: Array<number> = []
+        for (let i = 0; i < 5; i++) {
+          const e = openError(yield* Effect.exit(breaker.protect(Effect.void)))
+          delays.push(Duration.toMillis(e!.retryAfter))
+          yield* TestClock.adjust(e!.retryAfter)
+          yield* failTimes(breaker, 1, "e") // the trial call fails: reopen
+        }
+        expect(delays).toEqual([1000, 2000, 4000, 4000, 4000]) // recurs(3): three delays, then the last holds
+      }))
+
+    it.effect("resetting a closed breaker is not a state change", () =>
+      Effect.gen(function*() {
+        const breaker = yield* CircuitBreaker.make({ name: "no-op-reset" })
+        yield* breaker.reset
+        yield* breaker.reset
+        const pairs = yield* Metric.snapshot
+        expect(pairs.some((p) =>
+          p.metricKey.name === "foundation_circuit_breaker_state_changes_total" &&
+          p.metricKey.tags.some((t) => t.value === "no-op-reset")
+        )).toBe(false)
+      }))
+
     it.scoped("publishes state changes as a stream", () =>
       Effect.gen(function*() {
         const breaker = yield* CircuitBreaker.make({ name: "s", trip: CircuitBreaker.consecutive(1), resetAfter: "1 second" })

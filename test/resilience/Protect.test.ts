@@ -257,4 +257,62 @@ describe("Protect", () => {
         expect(yield* stack.policies.breaker!.state).toBe("open")
       }))
   })
+
+  describe("edge cases of promise work", () => {
+    it.scoped("a catch that throws is a defect, and the slot and the deadline are released", () =>
+      Effect.gen(function*() {
+        const stack = yield* Protect.make({ timeout: "200 millis", bulkhead: { maxConcurrent: 1 } })
+        const exit = yield* Effect.exit(stack.tryPromise({
+          try: () => Promise.reject(new Error("down")),
+          catch: () => {
+            throw new Error("catch crashed")
+          }
+        }))
+        expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+        expect(yield* stack.policies.bulkhead!.stats).toMatchObject({ active: 0 })
+        expect(yield* stack.policies.timeout!.inFlight).toBe(0)
+        expect(yield* stack.promise(() => Promise.resolve("next"))).toBe("next")
+      }))
+
+    it.scoped("a thenable that calls back twice settles once", () =>
+      Effect.gen(function*() {
+        const stack = yield* Protect.make({ bulkhead: { maxConcurrent: 1 }, breaker: { trip: CircuitBreaker.consecutive(5) } })
+        const twice: PromiseLike<string> = {
+          then: <R1, R2>(onOk?: ((value: string) => R1 | PromiseLike<R1>) | null) => {
+            onOk?.("a")
+            onOk?.("b")
+            return Promise.resolve() as unknown as PromiseLike<R1 | R2>
+          }
+        }
+        expect(yield* stack.promise(() => twice)).toBe("a")
+        expect(yield* stack.policies.bulkhead!.stats).toMatchObject({ active: 0 })
+        expect((yield* stack.policies.breaker!.stats).successes).toBe(1)
+      }))
+
+    it.scoped("an interrupted trial call gives its permit back at once: never stuck half-open", () =>
+      Effect.gen(function*() {
+        const stack = yield* Protect.make({ breaker: { trip: CircuitBreaker.consecutive(1), resetAfter: "1 second" } })
+        yield* Effect.exit(stack.promise(() => Promise.reject(new Error("down"))))
+        yield* TestClock.adjust("1 second")
+        const hung = yield* Effect.fork(stack.promise(() => new Promise<string>(() => {})))
+        yield* Effect.yieldNow()
+        expect((yield* stack.policies.breaker!.stats).halfOpenInFlight).toBe(1)
+        yield* Fiber.interrupt(hung)
+        expect((yield* stack.policies.breaker!.stats).halfOpenInFlight).toBe(0)
+        expect(yield* stack.promise(() => Promise.resolve("probe"))).toBe("probe")
+        expect(yield* stack.policies.breaker!.state).toBe("closed")
+      }))
+
+    it.scoped("per-call options are validated", () =>
+      Effect.gen(function*() {
+        const stack = yield* Protect.make({ timeout: "1 second" })
+        const badTimeout = yield* Effect.flip(stack.promise(() => Promise.resolve(1), { timeout: -5 }))
+        expect(badTimeout).toMatchObject({ _tag: "ValidationError", field: "protect.timeout" })
+        const badKey = yield* Effect.flip(stack.run(Effect.succeed(1), { key: "" }))
+        expect(badKey).toMatchObject({ _tag: "ValidationError", field: "protect.key" })
+        const short = yield* Effect.fork(Effect.exit(stack.promise(() => new Promise<number>(() => {}), { timeout: "10 millis" })))
+        yield* TestClock.adjust("10 millis")
+        expect(failureOf(yield* Fiber.join(short))).toBeInstanceOf(TimeoutError)
+      }))
+  })
 })

@@ -151,4 +151,44 @@ describe("Timeout", () => {
       }
       expect((yield* Effect.flip(Timeout.make({ duration: 5, name: "" }))).field).toBe("timeout.name")
     }))
+
+  it.effect("made inside an uninterruptible region, its scope still closes", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      yield* Effect.uninterruptible(Timeout.make({ duration: "1 second" }).pipe(Scope.extend(scope)))
+      yield* Scope.close(scope, Exit.void) // would hang if the timer fiber were uninterruptible
+    }))
+
+  it.effect("a call made after its scope closed fails at once instead of running without a deadline", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const timeout = yield* Timeout.make({ duration: "1 second" }).pipe(Scope.extend(scope))
+      yield* Scope.close(scope, Exit.void)
+      let started = false
+      const exit = yield* Effect.exit(timeout.promise(() => {
+        started = true
+        return never<number>()
+      }))
+      expect(failureOf(exit)).toBeInstanceOf(TimeoutError)
+      expect(started).toBe(false)
+      expect(failureOf(yield* Effect.exit(timeout.apply(Effect.never)))).toBeInstanceOf(TimeoutError)
+      expect(yield* timeout.inFlight).toBe(0)
+    }))
+
+  it.scoped("a catch that throws becomes a defect; a bad per-call duration a ValidationError", () =>
+    Effect.gen(function*() {
+      const timeout = yield* Timeout.make({ duration: "1 second" })
+      const exit = yield* Effect.exit(timeout.tryPromise({
+        try: () => Promise.reject(new Error("x")),
+        catch: () => {
+          throw new Error("catch crashed")
+        }
+      }))
+      expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+      expect(yield* timeout.inFlight).toBe(0)
+      const bad = yield* Effect.flip(timeout.promise(() => Promise.resolve(1), Number.NaN))
+      expect(bad._tag).toBe("ValidationError")
+      const badApply = yield* Effect.flip(timeout.apply(Effect.void, 0))
+      expect(badApply._tag).toBe("ValidationError")
+    }))
 })

@@ -23,8 +23,11 @@ import { IntrusiveList, type Node } from "./intrusiveList.js"
 /** A registered deadline. */
 export interface Entry extends Node<Entry> {
   readonly deadline: number
-  /** Called once when the deadline passes, unless the entry was removed before. */
-  readonly fire: () => void
+  /**
+   * Called once when the deadline passes, unless the entry was removed before; `shutdown` is
+   * true when it fires early because the wheel's owner is closing.
+   */
+  readonly fire: (shutdown: boolean) => void
 }
 
 export class DeadlineWheel {
@@ -44,8 +47,18 @@ export class DeadlineWheel {
     return this.pending
   }
 
-  /** Registers `fire` to run `durationMillis` from now. */
-  add(durationMillis: number, fire: () => void): Entry {
+  /** True once the owner closed the wheel: deadlines can no longer be enforced. */
+  get closed(): boolean {
+    return this.isClosed
+  }
+  private isClosed = false
+
+  /**
+   * Registers `fire` to run `durationMillis` from now; undefined when the wheel is closed (the
+   * caller must then fail at once rather than run without a deadline).
+   */
+  add(durationMillis: number, fire: (shutdown: boolean) => void): Entry | undefined {
+    if (this.isClosed) return undefined
     const deadline = this.clock.unsafeCurrentTimeMillis() + durationMillis
     let list = this.lists.get(durationMillis)
     if (list === undefined) {
@@ -73,13 +86,13 @@ export class DeadlineWheel {
   }
 
   /** Fires every entry due at `now`; returns the earliest remaining deadline. */
-  private fireDue(now: number): number {
+  private fireDue(now: number, shutdown = false): number {
     let earliest = Number.POSITIVE_INFINITY
     for (const [duration, list] of this.lists) {
       let head = list.head
       while (head !== undefined && head.deadline <= now) {
         this.remove(head)
-        head.fire()
+        head.fire(shutdown)
         head = list.head
       }
       if (head === undefined) this.lists.delete(duration) // so one-off durations do not pile up
@@ -88,9 +101,10 @@ export class DeadlineWheel {
     return earliest
   }
 
-  /** Fires every entry now (used when the owner shuts down). */
-  fireAll(): void {
-    this.fireDue(Number.POSITIVE_INFINITY)
+  /** Closes the wheel and fires every entry now (the owner is shutting down). */
+  close(): void {
+    this.isClosed = true
+    this.fireDue(Number.POSITIVE_INFINITY, true)
   }
 
   /** The timer loop; fork it into the owner's scope. */

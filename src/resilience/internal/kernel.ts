@@ -6,8 +6,12 @@
  * interruption mask) per policy. Each hook runs inside a synchronous step and never runs user
  * code.
  */
-import type * as Effect from "effect/Effect"
-import type { CircuitOpenError, RateLimitedError, TimeoutError } from "../../errors/FoundationError.js"
+import type {
+  CircuitOpenError,
+  RateLimitedError,
+  TimeoutError,
+  ValidationError
+} from "../../errors/FoundationError.js"
 import type { DeadlineWheel } from "./deadlineWheel.js"
 
 export const BreakerKernel: unique symbol = Symbol.for("effect-foundation/internal/BreakerKernel")
@@ -32,8 +36,8 @@ export interface Ticket {
 export interface BreakerKernelApi {
   /** Admits a call (a ticket) or rejects it (the error, already counted). */
   admit(): Ticket | CircuitOpenError
-  /** Records the outcome of an admitted call; returns a follow-up to run after, if any. */
-  settle(ticket: Ticket, verdict: Verdict): Effect.Effect<void> | undefined
+  /** Records the outcome of an admitted call. */
+  settle(ticket: Ticket, verdict: Verdict): void
   /** How a typed failure counts (the breaker's `isFailure`). */
   verdictOf(error: unknown): Verdict
 }
@@ -52,8 +56,8 @@ export interface LimiterKernelApi {
 
 export interface TimeoutKernelApi {
   readonly wheel: DeadlineWheel
-  /** The time limit of a call, in ms, from an optional per-call override. */
-  millisOf(override: unknown): number
-  /** The error of a call that ran out of time (counted in the metrics). */
-  error(millis: number): TimeoutError
+  /** The time limit of a call, in ms, from an optional per-call override (validated). */
+  millisOf(override: unknown): number | ValidationError
+  /** The error of a call that ran out of time (counted in the metrics unless at shutdown). */
+  error(millis: number, shutdown?: boolean): TimeoutError
 }
