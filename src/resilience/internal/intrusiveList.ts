@@ -1,7 +1,8 @@
 /**
  * A doubly linked list whose nodes carry their own links (no wrapper allocation): append and
  * remove are O(1), and a node knows whether it is still in the list, so removing it twice is
- * harmless. Used where waiters or deadlines arrive in order and leave in any order.
+ * harmless. Used where waiters or deadlines arrive in order and leave in any order. (Effect's
+ * `MutableList` cannot remove an arbitrary element in O(1): `append` gives no handle.)
  */
 
 /** What a node of an intrusive list carries. */
