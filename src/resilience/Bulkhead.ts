@@ -14,15 +14,19 @@
  * Metrics (tagged `bulkhead`): `foundation_bulkhead_queued` (gauge, updated when the queue
  * changes) and `foundation_bulkhead_rejected_total` (counter). The number of running calls is in
  * `stats` rather than a gauge: a gauge update on every call and every release would cost more
- * than the rest of the fast path.
+ * than the rest of the fast path. Telemetry (when the `Telemetry` service is in the context at
+ * construction): `foundation.bulkhead.rejected`.
  */
 import type * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import { dual } from "effect/Function"
+import * as Option from "effect/Option"
 import type * as Metric from "effect/Metric"
 import { BulkheadFullError, type ValidationError } from "../errors/FoundationError.js"
 import * as Validation from "../errors/Validation.js"
+import * as Events from "../observability/Events.js"
 import * as MetricKit from "../observability/MetricKit.js"
+import * as Telemetry from "../observability/Telemetry.js"
 import { IntrusiveList, type Node } from "./internal/intrusiveList.js"
 import { BulkheadKernel, type BulkheadKernelApi } from "./internal/kernel.js"
 
@@ -76,7 +80,12 @@ class BulkheadImpl implements Bulkhead {
   private readonly queuedGauge: Metric.Metric.Gauge<number>
   private readonly rejectedCounter: Metric.Metric.Counter<number>
 
-  constructor(readonly name: string, private readonly maxConcurrent: number, private readonly maxQueued: number) {
+  constructor(
+    readonly name: string,
+    private readonly maxConcurrent: number,
+    private readonly maxQueued: number,
+    private readonly telemetry: Telemetry.Service | undefined
+  ) {
     const tags = { bulkhead: name }
     this.queuedGauge = MetricKit.gauge("foundation_bulkhead_queued", { description: "Calls waiting for a slot", tags })
     this.rejectedCounter = MetricKit.counter("foundation_bulkhead_rejected_total", {
@@ -95,6 +104,11 @@ class BulkheadImpl implements Bulkhead {
         if (this.waiters.size >= this.maxQueued) {
           this.rejected++
           MetricKit.bump(this.rejectedCounter)
+          this.telemetry?.unsafeEmit(Events.names.bulkhead.rejected, { count: 1 }, {
+            bulkhead: this.name,
+            max_concurrent: this.maxConcurrent,
+            max_queued: this.maxQueued
+          })
           return Effect.fail(
             new BulkheadFullError({ bulkhead: this.name, maxConcurrent: this.maxConcurrent, maxQueued: this.maxQueued })
           )
@@ -186,7 +200,8 @@ export const make = (options: Options): Effect.Effect<Bulkhead, ValidationError>
     const maxConcurrent = yield* Validation.positiveInt("bulkhead.maxConcurrent", options.maxConcurrent)
     const maxQueued = yield* Validation.nonNegativeInt("bulkhead.maxQueued", options.maxQueued ?? 0)
     const name = yield* Validation.nonEmptyString("bulkhead.name", options.name ?? "bulkhead")
-    return new BulkheadImpl(name, maxConcurrent, maxQueued)
+    const telemetry = Option.getOrUndefined(yield* Effect.serviceOption(Telemetry.Telemetry))
+    return new BulkheadImpl(name, maxConcurrent, maxQueued, telemetry)
   })
 
 /** `run` as a pipeable function: `effect.pipe(Bulkhead.run(bulkhead))`. */

@@ -25,7 +25,9 @@
  * 3 isolated, 4 disabled), `foundation_circuit_breaker_calls_total` (counter, tag `outcome`:
  * success | failure | rejected), `foundation_circuit_breaker_slow_calls_total` and
  * `foundation_circuit_breaker_state_changes_total`, all tagged `breaker`; they are created on a
- * breaker's first use.
+ * breaker's first use. Telemetry (when the `Telemetry` service is in the context at
+ * construction): `foundation.circuit_breaker.state_change` and
+ * `foundation.circuit_breaker.call_rejected` (see `Events`).
  */
 import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
@@ -35,6 +37,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import type * as Metric from "effect/Metric"
 import * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
@@ -43,7 +46,9 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { CircuitOpenError, ValidationError } from "../errors/FoundationError.js"
 import * as Validation from "../errors/Validation.js"
+import * as Events from "../observability/Events.js"
 import * as MetricKit from "../observability/MetricKit.js"
+import * as Telemetry from "../observability/Telemetry.js"
 import {
   BAD,
   BreakerKernel,
@@ -432,7 +437,8 @@ class Breaker<E> implements CircuitBreaker<E> {
   constructor(
     readonly name: string,
     private readonly config: Config<E>,
-    private readonly clock: Clock.Clock
+    private readonly clock: Clock.Clock,
+    private readonly telemetry: Telemetry.Service | undefined
   ) {
     this.window = makeWindow(config.window)
   }
@@ -537,6 +543,10 @@ class Breaker<E> implements CircuitBreaker<E> {
   private rejection(state: CircuitOpenError["state"], retryAfter: Duration.Duration): CircuitOpenError {
     this.rejections++
     if (this.config.metrics) this.metrics().rejected()
+    this.telemetry?.unsafeEmit(Events.names.circuitBreaker.callRejected, {
+      count: 1,
+      retry_after_ms: Duration.toMillis(retryAfter)
+    }, { breaker: this.name, state })
     return new CircuitOpenError({ breaker: this.name, retryAfter, state })
   }
 
@@ -646,6 +656,11 @@ class Breaker<E> implements CircuitBreaker<E> {
     this.halfOpenSuccesses = 0
     if (from === to) return // e.g. `reset` of a closed breaker: a new epoch, but no state change
     if (this.config.metrics) this.metrics().transition(to)
+    this.telemetry?.unsafeEmit(Events.names.circuitBreaker.stateChange, {}, {
+      breaker: this.name,
+      from_state: stateNames[from],
+      to_state: stateNames[to]
+    })
     const listeners = this.listeners
     if (listeners !== undefined) {
       const change: StateChange = { breaker: this.name, from: stateNames[from]!, to: stateNames[to]!, at: now }
@@ -847,7 +862,8 @@ const build = <E>(options: Options<E>): Effect.Effect<Breaker<E>, ValidationErro
     const initial = options.initial === undefined ? undefined : yield* decodeSnapshot(options.initial)
     const name = yield* Validation.nonEmptyString(field("name"), options.name ?? "circuit-breaker")
     const clock = yield* Effect.clock
-    return yield* new Breaker<E>(name, config, clock).init(initial)
+    const telemetry = Option.getOrUndefined(yield* Effect.serviceOption(Telemetry.Telemetry))
+    return yield* new Breaker<E>(name, config, clock, telemetry).init(initial)
   })
 
 /** `protect` as a pipeable function: `effect.pipe(CircuitBreaker.protect(breaker))`. */
@@ -887,6 +903,7 @@ export const makeRegistry = (defaults: Omit<Options, "name" | "initial"> = {}): 
   Effect.gen(function*() {
     const config = yield* resolve(defaults)
     const clock = yield* Effect.clock
+    const telemetry = Option.getOrUndefined(yield* Effect.serviceOption(Telemetry.Telemetry))
     const breakers = new Map<string, Breaker<unknown>>()
     const insert = (name: string, breaker: Breaker<unknown>): Breaker<unknown> => {
       const existing = breakers.get(name)
@@ -898,7 +915,7 @@ export const makeRegistry = (defaults: Omit<Options, "name" | "initial"> = {}): 
       Effect.suspend(() => {
         const existing = breakers.get(name)
         if (existing !== undefined) return Effect.succeed(existing)
-        return Effect.map(new Breaker(name, config, clock).init(undefined), (b) => insert(name, b))
+        return Effect.map(new Breaker(name, config, clock, telemetry).init(undefined), (b) => insert(name, b))
       })
     const registry: Registry = {
       get,

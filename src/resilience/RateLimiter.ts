@@ -71,7 +71,8 @@
  * Metrics (created once per limiter, tagged `limiter` with its name): counters
  * `foundation_rate_limiter_allowed_total`, `foundation_rate_limiter_denied_total`,
  * `foundation_rate_limiter_evicted_total`, and the gauge `foundation_rate_limiter_keys` (live keys,
- * sampled by the cleanup fiber). The hot path updates the counters through hooks resolved once
+ * sampled by the cleanup fiber). Telemetry (when the `Telemetry` service is in the context at
+ * construction): `foundation.rate_limiter.denied` (allowed checks are metrics only). The hot path updates the counters through hooks resolved once
  * (the tag is part of the metric key), honouring the fiber's `Metric` labels.
  */
 import * as Clock from "effect/Clock"
@@ -87,11 +88,14 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricKey from "effect/MetricKey"
 import type * as MetricLabel from "effect/MetricLabel"
+import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import { NotFoundError, RateLimitedError, ValidationError } from "../errors/FoundationError.js"
 import * as Validation from "../errors/Validation.js"
 import { LimiterKernel, type LimiterKernelApi } from "./internal/kernel.js"
+import * as Events from "../observability/Events.js"
+import * as Telemetry from "../observability/Telemetry.js"
 import * as State from "./internal/rateLimiterState.js"
 
 const noLabels: ReadonlyArray<MetricLabel.MetricLabel> = []
@@ -433,14 +437,21 @@ export const make = <E = never>(
     // Evictions already added to the metric (the store counts them; we report the difference).
     let evictionsReported = 0
 
-    const denial = (key: string, d: StoreDecision | State.Decision, retryAfterMillis: number) =>
-      new RateLimitedError({
+    const telemetry = Option.getOrUndefined(yield* Effect.serviceOption(Telemetry.Telemetry))
+    const denial = (key: string, d: StoreDecision | State.Decision, retryAfterMillis: number) => {
+      telemetry?.unsafeEmit(Events.names.rateLimiter.denied, {
+        count: 1,
+        retry_after_ms: retryAfterMillis,
+        remaining: d.remaining
+      }, { limiter: name, key })
+      return new RateLimitedError({
         limiter: name,
         key,
         retryAfter: Duration.millis(retryAfterMillis),
         remaining: d.remaining,
         limit
       })
+    }
 
     // The consume step through the store interface (any store).
     const consumeViaStore = (key: string, cost: number): Effect.Effect<ConsumeResult, RateLimitedError | E> =>

@@ -26,7 +26,8 @@
  * instead of blocking.
  *
  * Metric: `foundation_recovery_total`, tagged `strategy` and `outcome` (fallback | failed |
- * compensated), counted on failures only.
+ * compensated), counted on failures only; and, when the `Telemetry` service is in the context,
+ * the event `foundation.error_handler.handled`.
  */
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
@@ -40,7 +41,9 @@ import {
   InternalError,
   type RecoveryStrategy
 } from "../errors/FoundationError.js"
+import * as Events from "../observability/Events.js"
 import * as MetricKit from "../observability/MetricKit.js"
+import * as Telemetry from "../observability/Telemetry.js"
 import * as CircuitBreaker from "./CircuitBreaker.js"
 import * as Retry from "./Retry.js"
 
@@ -88,6 +91,9 @@ const countOutcome = (strategy: RecoveryStrategy, outcome: "fallback" | "failed"
   }
   MetricKit.bump(counter)
 }
+
+const outcomeOf = (strategy: RecoveryStrategy, hasFallback: boolean): "compensated" | "fallback" | "failed" =>
+  strategy === "compensate" ? "compensated" : hasFallback ? "fallback" : "failed"
 
 /** The strategy for a failure under the given options. */
 export const strategyFor = (
@@ -145,7 +151,17 @@ export const withRecovery = <
       ...(options.budget === undefined ? {} : { budget: options.budget })
     })
   }
-  const finish = (error: Failure<E>): Effect.Effect<A2, Failure<E> | E2 | EC, R2 | RC> => {
+  const finish = (error: Failure<E>): Effect.Effect<A2, Failure<E> | E2 | EC, R2 | RC> =>
+    Effect.zipRight(
+      Telemetry.emit(Events.names.recovery.handled, { count: 1 }, {
+        strategy: strategyOf(error),
+        error_category: categoryOf(error),
+        outcome: outcomeOf(strategyOf(error), options.fallback !== undefined),
+        error
+      }),
+      recover(error)
+    )
+  const recover = (error: Failure<E>): Effect.Effect<A2, Failure<E> | E2 | EC, R2 | RC> => {
     const strategy = strategyOf(error)
     if (strategy === "compensate") {
       countOutcome(strategy, "compensated")

@@ -23,7 +23,8 @@
  * `Random` make every run reproducible. Metrics (made once per policy / budget, tagged `policy` /
  * `budget` with its name): `foundation_retry_retries_total`, `foundation_retry_exhausted_total`
  * (loops that gave up on a retryable failure: attempts, time budget or retry budget used up),
- * `foundation_retry_budget_denied_total`.
+ * `foundation_retry_budget_denied_total`. Telemetry (when the `Telemetry` service is in the
+ * context): `foundation.retry.retry` per retry and `foundation.retry.exhausted`.
  */
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
@@ -31,12 +32,15 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import { dual } from "effect/Function"
 import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
 import { categoryOf, isRetryableCategory, type ValidationError } from "../errors/FoundationError.js"
 import * as Validation from "../errors/Validation.js"
+import * as Events from "../observability/Events.js"
 import * as MetricKit from "../observability/MetricKit.js"
+import * as Telemetry from "../observability/Telemetry.js"
 import * as internal from "./internal/retrySchedules.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -486,11 +490,20 @@ const onFirstFailure = <A, E, R>(
   const budget = options?.budget
   const schedule = policy.schedule
   const { exhausted: exhaustedCounter, retries: retriesCounter } = policy.metrics
-  const exhausted = (last: Cause.Cause<E>) =>
-    Effect.zipRight(Metric.increment(exhaustedCounter), Effect.failCause(last))
   // The loop's state lives in this closure, one per run, and is used by this run's fiber
   // alone, one step after another.
   let state: unknown = internal.seeded(schedule, startedAt)
+  let attempts = 1
+  let telemetry: Telemetry.Service | undefined
+  const exhausted = (last: Cause.Cause<E>, error: E, reason: "policy" | "budget") => {
+    telemetry?.unsafeEmit(Events.names.retry.exhausted, { attempts }, {
+      policy: policy.name,
+      error_category: categoryOf(error),
+      error,
+      reason
+    })
+    return Effect.zipRight(Metric.increment(exhaustedCounter), Effect.failCause(last))
+  }
   const again: Effect.Effect<A, E, R> = Effect.catchAllCause(self, (next) => {
     const f = failureOf(next)
     return f === undefined || !shouldRetry(f.error) ? Effect.failCause(next) : decide(next, f.error)
@@ -500,16 +513,27 @@ const onFirstFailure = <A, E, R>(
       const now = clock.unsafeCurrentTimeMillis()
       return Effect.flatMap(schedule.step(now, error, state), ([nextState, delay, decision]) => {
         state = nextState
-        if (ScheduleDecision.isDone(decision)) return exhausted(last)
-        const proceed = Effect.zipRight(
-          Metric.increment(retriesCounter),
-          Duration.toMillis(delay) > 0 ? Effect.zipRight(Effect.sleep(delay), again) : again
-        )
+        if (ScheduleDecision.isDone(decision)) return exhausted(last, error, "policy")
+        const proceed = Effect.suspend(() => {
+          telemetry?.unsafeEmit(Events.names.retry.retry, { attempt: attempts, delay_ms: Duration.toMillis(delay) }, {
+            policy: policy.name,
+            error_category: categoryOf(error),
+            error
+          })
+          attempts++
+          return Effect.zipRight(
+            Metric.increment(retriesCounter),
+            Duration.toMillis(delay) > 0 ? Effect.zipRight(Effect.sleep(delay), again) : again
+          )
+        })
         if (budget === undefined) return proceed
-        return Effect.flatMap(budget.tryTake, (ok) => ok ? proceed : exhausted(last))
+        return Effect.flatMap(budget.tryTake, (ok) => ok ? proceed : exhausted(last, error, "budget"))
       })
     })
-  return decide(cause, failure.error)
+  return Effect.flatMap(Effect.serviceOption(Telemetry.Telemetry), (found) => {
+    telemetry = Option.getOrUndefined(found)
+    return decide(cause, failure.error)
+  })
 }
 
 /**

@@ -17,18 +17,22 @@
  * the calls still in flight with `TimeoutError`, and so does any later call: a deadline that can
  * no longer be enforced is not silently dropped.
  *
- * Metric: `foundation_timeout_timeouts_total`, tagged `timeout` with the name.
+ * Metric: `foundation_timeout_timeouts_total`, tagged `timeout` with the name. Telemetry (when
+ * the `Telemetry` service is in the context at construction): `foundation.timeout.expired`.
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import { dual } from "effect/Function"
 import type * as Scope from "effect/Scope"
 import { TimeoutError, ValidationError } from "../errors/FoundationError.js"
 import * as Validation from "../errors/Validation.js"
+import * as Events from "../observability/Events.js"
 import * as MetricKit from "../observability/MetricKit.js"
+import * as Telemetry from "../observability/Telemetry.js"
 import { DeadlineWheel, type Entry } from "./internal/deadlineWheel.js"
 import { TimeoutKernel, type TimeoutKernelApi } from "./internal/kernel.js"
 
@@ -91,7 +95,8 @@ class TimeoutImpl implements Timeout {
     readonly name: string,
     readonly duration: Duration.Duration,
     private readonly millis: number,
-    readonly wheel: DeadlineWheel
+    readonly wheel: DeadlineWheel,
+    private readonly telemetry: Telemetry.Service | undefined
   ) {
     this.timeouts = MetricKit.counter("foundation_timeout_timeouts_total", {
       description: "Calls that exceeded their time limit",
@@ -109,7 +114,10 @@ class TimeoutImpl implements Timeout {
 
   /** The error of a call that ran out of time (counted in the metrics unless at shutdown). */
   error(ms: number, shutdown = false): TimeoutError {
-    if (!shutdown) MetricKit.bump(this.timeouts)
+    if (!shutdown) {
+      MetricKit.bump(this.timeouts)
+      this.telemetry?.unsafeEmit(Events.names.timeout.expired, { timeout_ms: ms }, { timeout: this.name })
+    }
     return new TimeoutError({ timeout: Duration.millis(ms), label: this.name })
   }
 
@@ -248,7 +256,8 @@ export const make = (options: Options): Effect.Effect<Timeout, ValidationError, 
     // Explicitly interruptible: made inside an uninterruptible region, the fiber would inherit
     // it, and closing the scope would wait on it forever.
     yield* Effect.forkScoped(Effect.interruptible(wheel.run))
-    return new TimeoutImpl(name, duration, Duration.toMillis(duration), wheel)
+    const telemetry = Option.getOrUndefined(yield* Effect.serviceOption(Telemetry.Telemetry))
+    return new TimeoutImpl(name, duration, Duration.toMillis(duration), wheel, telemetry)
   })
 
 /**
