@@ -1,11 +1,15 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
 import { readdirSync, readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import * as BulkheadTimeout from "../examples/bulkhead-timeout.js"
 import * as CircuitBreakerExample from "../examples/circuit-breaker.js"
 import * as ErrorContextExample from "../examples/error-context.js"
 import * as Errors from "../examples/errors.js"
+import * as EventBusExample from "../examples/event-bus.js"
+import * as OtelExample from "../examples/otel.js"
+import * as SamplerMonitor from "../examples/sampler-monitor.js"
+import * as TelemetryExample from "../examples/telemetry.js"
 import * as ProtectExample from "../examples/protect.js"
 import * as RateLimiterExample from "../examples/rate-limiter.js"
 import * as RecoveryExample from "../examples/recovery.js"
@@ -17,7 +21,7 @@ describe("README examples", () => {
   it("the README shows every example file verbatim", () => {
     const readme = readFileSync(`${root}/README.md`, "utf8")
     const files = readdirSync(`${root}/examples`).filter((f) => f.endsWith(".ts"))
-    expect(files.length).toBe(8)
+    expect(files.length).toBe(12)
     for (const file of files) {
       const source = readFileSync(`${root}/examples/${file}`, "utf8")
       expect(readme, `README block for examples/${file}`).toContain("```ts\n" + source + "```")
@@ -83,4 +87,38 @@ describe("README examples", () => {
         successes: 1
       })
     }))
+
+  it.effect("event bus", () =>
+    Effect.gen(function*() {
+      const result = yield* EventBusExample.program
+      expect(result.first).toEqual({
+        type: "agent.task.completed",
+        source: "scheduler",
+        data: { taskId: "t1", millis: 12 }
+      })
+      expect(result.completed).toMatchObject({ published: 2, delivered: 1, pending: 1, dropped: 0 })
+      expect(result.everything).toMatchObject({ published: 3, dropped: 1, pending: 2 })
+    }))
+
+  it.effect("telemetry", () =>
+    Effect.gen(function*() {
+      expect(yield* TelemetryExample.program).toEqual({
+        change: { breaker: "search", from_state: "closed", to_state: "open" },
+        hasSpanMetric: true
+      })
+    }))
+
+  it.effect("sampler and performance monitor", () =>
+    Effect.gen(function*() {
+      const result = yield* SamplerMonitor.program
+      expect(result.kept).toBeGreaterThan(60)
+      expect(result.kept).toBeLessThan(140)
+      expect(result.lookups).toEqual({ count: 2, errors: 1 })
+      expect(yield* SamplerMonitor.program).toEqual(result) // same seed, same decisions
+    }))
+
+  it("otel (built, not run: it needs a collector)", () => {
+    expect(Layer.isLayer(OtelExample.ObservabilityLive)).toBe(true)
+    expect(Effect.isEffect(OtelExample.handler)).toBe(true)
+  })
 })
