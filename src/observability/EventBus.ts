@@ -352,9 +352,13 @@ class BusImpl implements Bus {
       if (outcome instanceof BackpressureError) return Effect.fail(outcome)
       const { envelope, full } = outcome
       return Effect.forEach(full, (sub) =>
-        Effect.map(sub.mailbox.offer(envelope), (accepted) => {
-          if (!accepted) this.drop(sub, 1) // closed while we waited
-        }), { discard: true })
+        sub.mailbox.offer(envelope).pipe(
+          Effect.map((accepted) => {
+            if (!accepted) this.drop(sub, 1) // closed while we waited
+          }),
+          // A publisher interrupted while waiting leaves the event undelivered: count it.
+          Effect.onInterrupt(() => Effect.sync(() => this.drop(sub, 1)))
+        ), { discard: true })
     })
   }
 

@@ -128,6 +128,17 @@ describe("EventBus", () => {
       expect(yield* sub.stats).toMatchObject({ published: 3, delivered: 3, dropped: 0, pending: 0 })
     }))
 
+  it.scoped("a publisher interrupted while waiting leaves the event counted as dropped", () =>
+    Effect.gen(function*() {
+      const bus = yield* EventBus.make()
+      const sub = yield* bus.subscribe("t", { strategy: "backpressure", capacity: 1 })
+      yield* bus.publish("t", 1)
+      const waiting = yield* Effect.fork(bus.publish("t", 2))
+      yield* Effect.yieldNow()
+      yield* Fiber.interrupt(waiting)
+      expect(yield* sub.stats).toMatchObject({ published: 2, delivered: 0, dropped: 1, pending: 1 })
+    }))
+
   it.scoped("dropping drops the newest, sliding the oldest; both counted", () =>
     Effect.gen(function*() {
       const bus = yield* EventBus.make()
