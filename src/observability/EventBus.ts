@@ -10,8 +10,11 @@
  *   event is dropped), `sliding` (the oldest is dropped) or `reject` (the publish fails with
  *   `BackpressureError` and reaches no subscriber at all).
  * - Nothing is lost silently: per subscription, `published = delivered + dropped + pending`
- *   holds at every moment, and events still pending when a subscription closes are counted as
- *   dropped.
+ *   holds at every moment (an event whose publisher waits for room is pending), events still
+ *   pending when a subscription closes are counted as dropped, and so is the event of a publisher
+ *   interrupted while it waited — decided in the same step as any acceptance, so never both.
+ * - Order: a subscription receives events in publishing order; a publisher never overtakes the
+ *   ones already waiting for room.
  * - Subscriptions live in a `Scope`: closing it unsubscribes.
  * - Envelopes carry `id`, `type` (the topic), `source`, `time` (from `Clock`), `data` and the
  *   `correlationId` (given, or the current `ErrorContext`'s); data is validated when the
@@ -23,11 +26,11 @@
  * `foundation_event_bus_delivered_total`, `foundation_event_bus_dropped_total`.
  */
 import type * as Clock from "effect/Clock"
+import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
-import * as Mailbox from "effect/Mailbox"
 import type * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import type * as Schema from "effect/Schema"
@@ -36,6 +39,7 @@ import * as Stream from "effect/Stream"
 import * as ErrorContext from "../errors/ErrorContext.js"
 import { BackpressureError, ValidationError } from "../errors/FoundationError.js"
 import * as Validation from "../errors/Validation.js"
+import { SubscriptionQueue, type Waiting } from "./internal/subscriptionQueue.js"
 import { matches, parsePattern, parseTopic, TopicTrie } from "./internal/topicTrie.js"
 import * as MetricKit from "./MetricKit.js"
 
@@ -103,7 +107,10 @@ export interface SubscriptionStats {
   readonly pending: number
 }
 
-/** A subscription, valid until its scope closes. */
+/**
+ * A subscription, valid until its scope closes. When the bus itself closes first, a reader
+ * waiting in `take`/`takeAll` is interrupted (there will be nothing more) and `stream` ends.
+ */
 export interface Subscription {
   readonly pattern: string
   /** The next event (waits for one). */
@@ -138,9 +145,10 @@ export interface Bus {
     options?: PublishOptions<A, I>
   ): Effect.Effect<void, BackpressureError | ValidationError>
   /**
-   * Publishes without ever waiting, from a synchronous step (telemetry from inside a state
-   * update): a full `backpressure` subscription drops the event (counted) instead of waiting.
-   * Returns the failure instead of failing.
+   * Publishes without ever waiting or refusing, from a synchronous step (telemetry from inside a
+   * state update): a full subscription of any strategy — `backpressure` and `reject` included —
+   * drops the event for itself only (counted); the others still get it. Returns the failure (a
+   * bad topic) instead of failing.
    */
   unsafePublish(topic: string, data: unknown, options?: Omit<PublishOptions<unknown, unknown>, "schema">):
     | BackpressureError
@@ -180,16 +188,15 @@ class Sub {
   published = 0
   delivered = 0
   dropped = 0
-  closed = false
+  readonly queue: SubscriptionQueue<Envelope>
   constructor(
     readonly pattern: string,
     readonly segments: ReadonlyArray<string>,
     readonly strategy: Strategy,
     readonly capacity: number,
-    readonly mailbox: Mailbox.Mailbox<Envelope>
-  ) {}
-  size(): number {
-    return Option.getOrElse(this.mailbox.unsafeSize(), () => 0)
+    onTaken: (sub: Sub, count: number) => void
+  ) {
+    this.queue = new SubscriptionQueue(capacity, (count) => onTaken(this, count))
   }
   stats(): SubscriptionStats {
     return {
@@ -199,7 +206,8 @@ class Sub {
       published: this.published,
       delivered: this.delivered,
       dropped: this.dropped,
-      pending: this.closed ? 0 : this.size()
+      // events whose publishers wait for room count as pending: they are neither in nor lost
+      pending: this.queue.size + this.queue.waitingCount
     }
   }
 }
@@ -283,7 +291,8 @@ class BusImpl implements Bus {
   /**
    * Offers an envelope to every subscription, in one synchronous step. Returns the
    * `backpressure` subscriptions that were full (when `wait`), the rejection if a `reject`
-   * subscription is full (then nothing was published), or undefined.
+   * subscription is full (then nothing was published), or undefined. Without `wait` nothing is
+   * ever refused: a full subscription of any strategy drops the event, counted.
    */
   private deliver(
     subs: ReadonlyArray<Sub>,
@@ -293,9 +302,11 @@ class BusImpl implements Bus {
     correlationId: string | undefined,
     wait: boolean
   ): { readonly envelope: Envelope; readonly full: ReadonlyArray<Sub> } | BackpressureError | undefined {
-    for (const sub of subs) {
-      if (sub.strategy === "reject" && sub.size() >= sub.capacity) {
-        return new BackpressureError({ resource: `subscription "${sub.pattern}"`, capacity: sub.capacity })
+    if (wait) {
+      for (const sub of subs) {
+        if (sub.strategy === "reject" && sub.queue.isFull) {
+          return new BackpressureError({ resource: `subscription "${sub.pattern}"`, capacity: sub.capacity })
+        }
       }
     }
     const envelope = this.envelope(topic, data, source, correlationId)
@@ -305,25 +316,41 @@ class BusImpl implements Bus {
     let full: Array<Sub> | undefined
     for (const sub of subs) {
       sub.published++
-      switch (sub.strategy) {
-        case "sliding": {
-          if (sub.size() >= sub.capacity) this.drop(sub, 1) // the oldest goes
-          sub.mailbox.unsafeOffer(envelope)
-          break
-        }
-        case "backpressure": {
-          if (!sub.mailbox.unsafeOffer(envelope)) {
-            if (wait) (full ??= []).push(sub)
-            else this.drop(sub, 1)
-          }
-          break
-        }
-        default: {
-          if (!sub.mailbox.unsafeOffer(envelope)) this.drop(sub, 1)
-        }
+      if (sub.strategy === "sliding") {
+        if (sub.queue.offerSliding(envelope)) this.drop(sub, 1) // the oldest went
+      } else if (!sub.queue.offer(envelope)) {
+        if (wait && sub.strategy === "backpressure") (full ??= []).push(sub)
+        else this.drop(sub, 1)
       }
     }
     return full === undefined ? undefined : { envelope, full }
+  }
+
+  /**
+   * Waits until the event is in every full `backpressure` subscription, queued behind the
+   * publishers already waiting. If the publisher is interrupted, the subscriptions it had not got
+   * into yet count the event as dropped — decided in the same step as any acceptance.
+   */
+  private waitForRoom(envelope: Envelope, full: ReadonlyArray<Sub>): Effect.Effect<void> {
+    return Effect.async<void>((resume) => {
+      let remaining = full.length
+      const nodes = full.map((sub) => {
+        const node: Waiting<Envelope> = {
+          item: envelope,
+          accepted: () => {
+            if (--remaining === 0) resume(Effect.void)
+          },
+          prev: undefined,
+          next: undefined,
+          list: undefined
+        }
+        sub.queue.wait(node)
+        return [sub, node] as const
+      })
+      return Effect.sync(() => {
+        for (const [sub, node] of nodes) if (sub.queue.cancel(node)) this.drop(sub, 1)
+      })
+    })
   }
 
   publish<A = unknown, I = A>(
@@ -350,15 +377,7 @@ class BusImpl implements Bus {
       const outcome = this.deliver(subs, topic, data, options?.source, correlationId, true)
       if (outcome === undefined) return Effect.void
       if (outcome instanceof BackpressureError) return Effect.fail(outcome)
-      const { envelope, full } = outcome
-      return Effect.forEach(full, (sub) =>
-        sub.mailbox.offer(envelope).pipe(
-          Effect.map((accepted) => {
-            if (!accepted) this.drop(sub, 1) // closed while we waited
-          }),
-          // A publisher interrupted while waiting leaves the event undelivered: count it.
-          Effect.onInterrupt(() => Effect.sync(() => this.drop(sub, 1)))
-        ), { discard: true })
+      return this.waitForRoom(outcome.envelope, outcome.full)
     })
   }
 
@@ -391,11 +410,7 @@ class BusImpl implements Bus {
       if (typeof segments === "string") return yield* new ValidationError({ field: "pattern", reason: segments })
       const strategy = yield* Validation.oneOf("subscribe.strategy", options.strategy ?? "backpressure", strategies)
       const capacity = yield* Validation.positiveInt("subscribe.capacity", options.capacity ?? this.config.capacity)
-      const mailbox = yield* Mailbox.make<Envelope>({
-        capacity,
-        strategy: strategy === "sliding" ? "sliding" : strategy === "dropping" ? "dropping" : "suspend"
-      })
-      return new Sub(pattern, segments, strategy, capacity, mailbox)
+      return new Sub(pattern, segments, strategy, capacity, (sub, count) => this.delivered(sub, count))
     })
   }
 
@@ -409,7 +424,7 @@ class BusImpl implements Bus {
       earlier.sort((a, b) => parseInt(a.id, 36) - parseInt(b.id, 36))
       for (const envelope of earlier.slice(-sub.capacity)) {
         sub.published++
-        sub.mailbox.unsafeOffer(envelope)
+        sub.queue.offer(envelope)
       }
     }
     this.trie.add(sub.segments, sub)
@@ -418,15 +433,13 @@ class BusImpl implements Bus {
   }
 
   private close(sub: Sub): Effect.Effect<void> {
-    return Effect.suspend(() => {
-      if (sub.closed) return Effect.void
+    return Effect.sync(() => {
+      if (sub.queue.isClosed) return
       this.trie.remove(sub.segments, sub)
       this.subs.delete(sub)
       this.routes.clear()
-      const pending = sub.size()
-      sub.closed = true
-      if (pending > 0) this.drop(sub, pending) // never lost silently: counted as dropped
-      return Effect.asVoid(sub.mailbox.shutdown)
+      const lost = sub.queue.close()
+      if (lost > 0) this.drop(sub, lost) // never lost silently: counted as dropped
     })
   }
 
@@ -437,31 +450,30 @@ class BusImpl implements Bus {
   }
 
   private handle(sub: Sub): Subscription {
-    const count = <A extends ReadonlyArray<Envelope>>(events: A): A => {
-      this.delivered(sub, events.length)
-      return events
-    }
+    const queue = sub.queue
+    /** The next events (one, or all waiting), waiting for one; undefined once the queue is closed. */
+    const next = (all: boolean): Effect.Effect<ReadonlyArray<Envelope> | undefined> =>
+      Effect.suspend(() => {
+        if (queue.size > 0) return Effect.succeed(queue.takeNow(all ? Number.POSITIVE_INFINITY : 1))
+        if (queue.isClosed) return Effect.succeed(undefined)
+        return Effect.async<ReadonlyArray<Envelope> | undefined>((resume) => {
+          const taker = queue.awaitItems(all, (items) => resume(Effect.succeed(items)))
+          if (taker !== undefined) return Effect.sync(() => queue.cancelTaker(taker))
+        })
+      })
+    // Reading a subscription whose bus has closed interrupts the reader: there will be nothing more.
+    const orInterrupt = <A>(items: A | undefined): Effect.Effect<A> => items === undefined ? Effect.interrupt : Effect.succeed(items)
     return {
       pattern: sub.pattern,
-      take: Effect.map(Effect.orDie(sub.mailbox.take), (envelope) => {
-        this.delivered(sub, 1)
-        return envelope
+      take: Effect.flatMap(next(false), (items) => orInterrupt(items?.[0])),
+      takeAll: Effect.flatMap(next(true), orInterrupt),
+      poll: Effect.sync(() => {
+        const items = queue.takeNow(1)
+        return items.length === 0 ? Option.none() : Option.some(items[0]!)
       }),
-      takeAll: Effect.map(
-        Effect.orDie(sub.mailbox.takeAll),
-        ([chunk]) => count(Array.from(chunk))
-      ),
-      poll: Effect.suspend(() =>
-        sub.size() === 0 ? Effect.succeedNone : Effect.map(Effect.orDie(sub.mailbox.take), (envelope) => {
-          this.delivered(sub, 1)
-          return Option.some(envelope)
-        })
-      ),
-      stream: Mailbox.toStream(sub.mailbox).pipe(
-        Stream.mapChunks((chunk) => {
-          this.delivered(sub, chunk.length)
-          return chunk
-        })
+      stream: Stream.repeatEffectChunkOption(
+        Effect.flatMap(next(true), (items): Effect.Effect<Chunk.Chunk<Envelope>, Option.Option<never>> =>
+          items === undefined ? Effect.fail(Option.none()) : Effect.succeed(Chunk.unsafeFromArray(items as Array<Envelope>)))
       ),
       stats: Effect.sync(() => sub.stats())
     }

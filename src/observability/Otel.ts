@@ -20,7 +20,10 @@
  *   errors, up to 3 times) and then dropped, as `@effect/opentelemetry` does. Unlike the
  *   original (errors rescued and logged at debug), a drop is visible: every export request is
  *   counted in `foundation_otel_exports_total` and every failed one in
- *   `foundation_otel_export_failures_total` (both tagged `service` and `signal`).
+ *   `foundation_otel_export_failures_total` (both tagged `service` and `signal`). One limit of
+ *   `@effect/opentelemetry` 0.64: after a failed export an exporter pauses for 60 s, and the
+ *   spans that end during the pause (the final flush included) are discarded without a request,
+ *   so they show in neither counter.
  *
  * Conventions kept from the original: the `service.name` (and `service.version`) resource
  * attributes, span kind from the span (`internal` by default), and a `foundation.component`

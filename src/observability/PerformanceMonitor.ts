@@ -29,7 +29,8 @@
  * the histogram `foundation_operation_duration_ms` (boundaries `durationBoundariesMillis`) and
  * the counters `foundation_operation_success_total` and `foundation_operation_error_total`.
  * Metrics are cumulative and are not cleared by `reset`. Effect's metric registry keeps a series
- * per name ever recorded; the operation bound keeps that number bounded between resets.
+ * per name for the life of the process, so at most `maxOperations` names get their own series
+ * over the monitor's whole life (resets included); later names share the `<other>` series.
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
@@ -183,6 +184,31 @@ const boundaries = MetricBoundaries.fromIterable(durationBoundariesMillis)
 /** Percentile p of sorted samples: the sample at index round(p · (n − 1)). */
 const percentile = (sorted: Float64Array, p: number): number => sorted[Math.round(p * (sorted.length - 1))] ?? 0
 
+/** The metric series of one operation name. */
+interface OperationMetrics {
+  readonly duration: Histogram
+  readonly success: Metric.Metric.Counter<number>
+  readonly error: Metric.Metric.Counter<number>
+}
+
+const makeOperationMetrics = (operation: string, monitor: string): OperationMetrics => {
+  const tags = { operation, monitor }
+  return {
+    duration: MetricKit.histogram("foundation_operation_duration_ms", boundaries, {
+      description: "Duration of monitored operations, in milliseconds",
+      tags
+    }),
+    success: MetricKit.counter("foundation_operation_success_total", {
+      description: "Monitored operations that succeeded",
+      tags
+    }),
+    error: MetricKit.counter("foundation_operation_error_total", {
+      description: "Monitored operations that failed (typed failure or defect)",
+      tags
+    })
+  }
+}
+
 /** One operation's figures; read and written only inside synchronous steps. */
 class Operation {
   count = 0
@@ -198,20 +224,10 @@ class Operation {
   readonly success: Metric.Metric.Counter<number>
   readonly error: Metric.Metric.Counter<number>
 
-  constructor(readonly name: string, monitor: string, readonly capacity: number) {
-    const tags = { operation: name, monitor }
-    this.duration = MetricKit.histogram("foundation_operation_duration_ms", boundaries, {
-      description: "Duration of monitored operations, in milliseconds",
-      tags
-    })
-    this.success = MetricKit.counter("foundation_operation_success_total", {
-      description: "Monitored operations that succeeded",
-      tags
-    })
-    this.error = MetricKit.counter("foundation_operation_error_total", {
-      description: "Monitored operations that failed (typed failure or defect)",
-      tags
-    })
+  constructor(readonly name: string, metrics: OperationMetrics, readonly capacity: number) {
+    this.duration = metrics.duration
+    this.success = metrics.success
+    this.error = metrics.error
   }
 
   add(durationMillis: number, outcome: Outcome): void {
@@ -305,6 +321,17 @@ export const make = (options: Options = {}): Effect.Effect<PerformanceMonitorSer
     let recentNext = 0
     let recentCount = 0
     let startedAt = yield* Clock.currentTimeMillis
+    // Metric series live in Effect's registry for the life of the process, so the names that
+    // get their own series are bounded over the monitor's whole life, not between resets.
+    const series = new Map<string, OperationMetrics>()
+    const seriesFor = (name: string): OperationMetrics => {
+      const known = series.get(name)
+      if (known !== undefined) return known
+      const key = series.size < maxOperations ? name : otherOperation
+      const made = series.get(key) ?? makeOperationMetrics(key, config.name)
+      series.set(key, made)
+      return made
+    }
 
     const operationFor = (name: string): Operation => {
       const existing = operations.get(name)
@@ -313,12 +340,12 @@ export const make = (options: Options = {}): Effect.Effect<PerformanceMonitorSer
         overflowRecords++
         const other = operations.get(otherOperation)
         if (other !== undefined) return other
-        const made = new Operation(otherOperation, config.name, samplesPerOperation)
+        const made = new Operation(otherOperation, seriesFor(otherOperation), samplesPerOperation)
         operations.set(otherOperation, made)
         return made
       }
       named++
-      const made = new Operation(name, config.name, samplesPerOperation)
+      const made = new Operation(name, seriesFor(name), samplesPerOperation)
       operations.set(name, made)
       return made
     }

@@ -41,10 +41,30 @@ const escapeHelp = (help: string): string => help.replace(/\\/g, "\\\\").replace
 const number = (n: number): string =>
   Number.isNaN(n) ? "NaN" : n === Number.POSITIVE_INFINITY ? "+Inf" : n === Number.NEGATIVE_INFINITY ? "-Inf" : `${n}`
 
+/** Label names the exposition itself uses on some series. */
+const reserved = new Set(["le", "quantile", "value"])
+
+/**
+ * The label set: tag names sanitised, a tag that would clash with a reserved label (`le`,
+ * `quantile`, `value`) renamed `tag_<name>`, and duplicates after sanitising made unique.
+ */
 const labels = (tags: ReadonlyArray<{ readonly key: string; readonly value: string }>, extra?: readonly [string, string]) => {
-  const all = extra === undefined ? tags : [...tags, { key: extra[0], value: extra[1] }]
-  if (all.length === 0) return ""
-  return `{${all.map((t) => `${sanitiseLabel(t.key)}="${escapeValue(t.value)}"`).join(",")}}`
+  if (tags.length === 0 && extra === undefined) return ""
+  const used = new Set<string>()
+  const parts: Array<string> = []
+  const add = (name: string, value: string) => {
+    let unique = name
+    for (let i = 2; used.has(unique); i++) unique = `${name}_${i}`
+    used.add(unique)
+    parts.push(`${unique}="${escapeValue(value)}"`)
+  }
+  if (extra !== undefined) used.add(extra[0])
+  for (const t of tags) {
+    const name = sanitiseLabel(t.key)
+    add(reserved.has(name) ? `tag_${name}` : name, t.value)
+  }
+  if (extra !== undefined) parts.push(`${extra[0]}="${escapeValue(extra[1])}"`)
+  return `{${parts.join(",")}}`
 }
 
 type Kind = "counter" | "gauge" | "histogram" | "summary"
@@ -56,15 +76,23 @@ interface Family {
   readonly lines: Array<string>
 }
 
-/** Renders metric pairs (from `Metric.snapshot`) as Prometheus text. */
+/**
+ * Renders metric pairs (from `Metric.snapshot`) as Prometheus text: one family (one `# TYPE`)
+ * per name. A metric whose name is taken by a family of another kind is exposed under
+ * `<name>_<kind>`, so that the scrape stays valid.
+ */
 export const render = (pairs: ReadonlyArray<MetricPair.MetricPair.Untyped>): string => {
   const families = new Map<string, Family>()
-  const family = (name: string, kind: Kind, key: MetricKey.MetricKey.Untyped): Family => {
-    const id = `${name}\u0000${kind}`
-    let f = families.get(id)
+  const family = (base: string, kind: Kind, key: MetricKey.MetricKey.Untyped): Family => {
+    let name = base
+    let f = families.get(name)
+    if (f !== undefined && f.kind !== kind) {
+      name = `${base}_${kind}`
+      f = families.get(name)
+    }
     if (f === undefined) {
       f = { name, kind, help: undefined, lines: [] }
-      families.set(id, f)
+      families.set(name, f)
     }
     if (f.help === undefined) f.help = Option.getOrUndefined(key.description)
     return f
@@ -72,14 +100,17 @@ export const render = (pairs: ReadonlyArray<MetricPair.MetricPair.Untyped>): str
   for (const pair of pairs) {
     const key = pair.metricKey
     const state = pair.metricState
-    const name = sanitiseName(key.name)
+    const base = sanitiseName(key.name)
     const tags = key.tags
     if (MetricState.isCounterState(state)) {
-      family(name, "counter", key).lines.push(`${name}${labels(tags)} ${number(Number(state.count))}`)
+      const f = family(base, "counter", key)
+      f.lines.push(`${f.name}${labels(tags)} ${number(Number(state.count))}`)
     } else if (MetricState.isGaugeState(state)) {
-      family(name, "gauge", key).lines.push(`${name}${labels(tags)} ${number(Number(state.value))}`)
+      const f = family(base, "gauge", key)
+      f.lines.push(`${f.name}${labels(tags)} ${number(Number(state.value))}`)
     } else if (MetricState.isHistogramState(state)) {
-      const f = family(name, "histogram", key)
+      const f = family(base, "histogram", key)
+      const name = f.name
       let infinite = false
       for (const [boundary, count] of state.buckets) {
         if (boundary === Number.POSITIVE_INFINITY) infinite = true
@@ -89,7 +120,8 @@ export const render = (pairs: ReadonlyArray<MetricPair.MetricPair.Untyped>): str
       f.lines.push(`${name}_sum${labels(tags)} ${number(state.sum)}`)
       f.lines.push(`${name}_count${labels(tags)} ${state.count}`)
     } else if (MetricState.isSummaryState(state)) {
-      const f = family(name, "summary", key)
+      const f = family(base, "summary", key)
+      const name = f.name
       for (const [quantile, value] of state.quantiles) {
         f.lines.push(
           `${name}${labels(tags, ["quantile", number(quantile)])} ${number(Option.getOrElse(value, () => Number.NaN))}`
@@ -98,9 +130,9 @@ export const render = (pairs: ReadonlyArray<MetricPair.MetricPair.Untyped>): str
       f.lines.push(`${name}_sum${labels(tags)} ${number(state.sum)}`)
       f.lines.push(`${name}_count${labels(tags)} ${state.count}`)
     } else if (MetricState.isFrequencyState(state)) {
-      const f = family(name, "counter", key)
+      const f = family(base, "counter", key)
       for (const [value, count] of state.occurrences) {
-        f.lines.push(`${name}${labels(tags, ["value", value])} ${count}`)
+        f.lines.push(`${f.name}${labels(tags, ["value", value])} ${count}`)
       }
     }
   }

@@ -29,6 +29,7 @@ import * as MetricBoundaries from "effect/MetricBoundaries"
 import type * as MetricKeyType from "effect/MetricKeyType"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as ErrorContext from "../errors/ErrorContext.js"
 import type { ValidationError } from "../errors/FoundationError.js"
 import * as EventBus from "./EventBus.js"
 import * as MetricKit from "./MetricKit.js"
@@ -44,6 +45,8 @@ export interface TelemetryEvent {
   readonly metadata: Readonly<Record<string, unknown>>
   /** Epoch milliseconds, from the bus's Clock. */
   readonly time: number
+  /** The correlation id of the operation that emitted it (see `ErrorContext`), if any. */
+  readonly correlationId: string | undefined
 }
 
 /** Options of a subscription to telemetry. */
@@ -54,17 +57,18 @@ export interface SubscribeOptions {
 
 /** The telemetry service. */
 export interface Service {
-  /** Emits an event (never fails, never waits). */
+  /** Emits an event (never fails, never waits), with the current `ErrorContext` correlation id. */
   emit(
     name: Name,
     measurements?: Readonly<Record<string, number>>,
     metadata?: Readonly<Record<string, unknown>>
   ): Effect.Effect<void>
-  /** Emits from inside a synchronous step. */
+  /** Emits from inside a synchronous step (with the correlation id, when the caller has one). */
   unsafeEmit(
     name: Name,
     measurements?: Readonly<Record<string, number>>,
-    metadata?: Readonly<Record<string, unknown>>
+    metadata?: Readonly<Record<string, unknown>>,
+    correlationId?: string
   ): void
   /** The events matching `pattern`, from the moment the stream runs. */
   subscribe(pattern: string, options?: SubscribeOptions): Stream.Stream<TelemetryEvent, ValidationError>
@@ -140,10 +144,15 @@ class TelemetryImpl implements Service {
   unsafeEmit(
     name: Name,
     measurements: Readonly<Record<string, number>> = empty,
-    metadata: Readonly<Record<string, unknown>> = empty
+    metadata: Readonly<Record<string, unknown>> = empty,
+    correlationId?: string
   ): void {
     const topic = nameOf(name)
-    const failure = this.bus.unsafePublish(topic, { measurements, metadata })
+    const failure = this.bus.unsafePublish(
+      topic,
+      { measurements, metadata },
+      correlationId === undefined ? undefined : { correlationId }
+    )
     if (failure !== undefined && failure._tag === "ValidationError") {
       this.invalid++
       return
@@ -151,7 +160,7 @@ class TelemetryImpl implements Service {
     const m = this.metricsOf(topic)
     MetricKit.bump(m.count)
     const duration = measurements["duration"]
-    if (duration !== undefined) m.duration(duration)
+    if (duration !== undefined && Number.isFinite(duration)) m.duration(duration) // a NaN would poison the sum
   }
 
   emit(
@@ -159,7 +168,11 @@ class TelemetryImpl implements Service {
     measurements?: Readonly<Record<string, number>>,
     metadata?: Readonly<Record<string, unknown>>
   ): Effect.Effect<void> {
-    return Effect.sync(() => this.unsafeEmit(name, measurements, metadata))
+    return Effect.withFiberRuntime((fiber) => {
+      const context = fiber.getFiberRef(ErrorContext.currentContext)
+      this.unsafeEmit(name, measurements, metadata, context._tag === "Some" ? context.value.correlationId : undefined)
+      return Effect.void
+    })
   }
 
   subscribe(pattern: string, options: SubscribeOptions = {}): Stream.Stream<TelemetryEvent, ValidationError> {
@@ -243,7 +256,8 @@ const toEvent = (envelope: EventBus.Envelope): TelemetryEvent => {
     name: envelope.type,
     measurements: data?.measurements ?? empty,
     metadata: data?.metadata ?? empty,
-    time: envelope.time
+    time: envelope.time,
+    correlationId: envelope.correlationId
   }
 }
 

@@ -27,7 +27,7 @@ import * as Validation from "../errors/Validation.js"
 import * as Events from "../observability/Events.js"
 import * as MetricKit from "../observability/MetricKit.js"
 import * as Telemetry from "../observability/Telemetry.js"
-import { IntrusiveList, type Node } from "./internal/intrusiveList.js"
+import { IntrusiveList, type Node } from "../observability/internal/intrusiveList.js"
 import { BulkheadKernel, type BulkheadKernelApi } from "./internal/kernel.js"
 
 /** Options of a bulkhead. */

@@ -139,6 +139,71 @@ describe("EventBus", () => {
       expect(yield* sub.stats).toMatchObject({ published: 2, delivered: 0, dropped: 1, pending: 1 })
     }))
 
+  it.scoped("a publisher waiting on several full subscriptions, interrupted: each counts the event once", () =>
+    Effect.gen(function*() {
+      const bus = yield* EventBus.make()
+      const a = yield* bus.subscribe("t", { capacity: 1 })
+      const b = yield* bus.subscribe("t", { capacity: 1 })
+      yield* bus.publish("t", 1)
+      const waiting = yield* Effect.fork(bus.publish("t", 2))
+      yield* Effect.yieldNow()
+      expect(yield* a.stats).toMatchObject({ published: 2, pending: 2, dropped: 0 }) // one in, one waiting
+      yield* a.take // room in a: the event gets into a, still waiting for b
+      yield* Fiber.interrupt(waiting)
+      expect(yield* a.stats).toMatchObject({ published: 2, delivered: 1, dropped: 0, pending: 1 })
+      expect(yield* b.stats).toMatchObject({ published: 2, delivered: 0, dropped: 1, pending: 1 })
+    }))
+
+  it.scoped("an event accepted as its publisher is interrupted is delivered, never also counted as dropped", () =>
+    Effect.gen(function*() {
+      const bus = yield* EventBus.make()
+      const sub = yield* bus.subscribe("t", { capacity: 1 })
+      yield* bus.publish("t", 1)
+      const waiting = yield* Effect.fork(bus.publish("t", 2))
+      yield* Effect.yieldNow()
+      // in one step: the interruption is queued, then a take makes room and accepts the event
+      yield* Effect.withFiberRuntime((self) => {
+        waiting.unsafeInterruptAsFork(self.id())
+        return sub.take
+      })
+      yield* Fiber.await(waiting)
+      const stats = yield* sub.stats
+      expect(stats).toMatchObject({ published: 2, delivered: 1, dropped: 0, pending: 1 })
+      expect((yield* sub.take).data).toBe(2)
+    }))
+
+  it.scoped("publishers never overtake the ones waiting: every subscription gets events in order", () =>
+    Effect.gen(function*() {
+      const bus = yield* EventBus.make()
+      const a = yield* bus.subscribe("t", { capacity: 1 })
+      const b = yield* bus.subscribe("t", { capacity: 1 })
+      yield* bus.publish("t", 1)
+      const second = yield* Effect.fork(bus.publish("t", 2))
+      yield* Effect.yieldNow()
+      yield* a.take // room in a only
+      const third = yield* Effect.fork(bus.publish("t", 3))
+      yield* Effect.yieldNow()
+      const rest = (sub: EventBus.Subscription) => Effect.forEach([1, 2], () => Effect.map(sub.take, (e) => e.data))
+      const fromA = yield* Effect.fork(rest(a))
+      const fromB = yield* Effect.fork(Effect.forEach([1, 2, 3], () => Effect.map(b.take, (e) => e.data)))
+      yield* Fiber.join(second)
+      yield* Fiber.join(third)
+      expect(yield* Fiber.join(fromA)).toEqual([2, 3])
+      expect(yield* Fiber.join(fromB)).toEqual([1, 2, 3])
+    }))
+
+  it.effect("reading a subscription after its bus closed interrupts the reader", () =>
+    Effect.gen(function*() {
+      const busScope = yield* Scope.make()
+      const bus = yield* EventBus.make().pipe(Scope.extend(busScope))
+      const sub = yield* bus.subscribe("t").pipe(Scope.extend(busScope))
+      const reader = yield* Effect.fork(sub.take)
+      yield* Effect.yieldNow()
+      yield* Scope.close(busScope, Exit.void)
+      const exit = yield* Fiber.await(reader)
+      expect(Exit.isInterrupted(exit)).toBe(true)
+    }))
+
   it.scoped("dropping drops the newest, sliding the oldest; both counted", () =>
     Effect.gen(function*() {
       const bus = yield* EventBus.make()
@@ -169,13 +234,17 @@ describe("EventBus", () => {
       expect((yield* strict.take).data).toBe(3)
     }))
 
-  it.scoped("unsafePublish never waits: a full backpressure subscription drops and counts", () =>
+  it.scoped("unsafePublish never waits or refuses: a full subscription drops for itself only", () =>
     Effect.gen(function*() {
       const bus = yield* EventBus.make()
       const sub = yield* bus.subscribe("t", { capacity: 1 })
+      const strict = yield* bus.subscribe("t", { capacity: 1, strategy: "reject" })
+      const roomy = yield* bus.subscribe("t", { capacity: 10 })
       expect(bus.unsafePublish("t", 1)).toBeUndefined()
       expect(bus.unsafePublish("t", 2)).toBeUndefined()
       expect(yield* sub.stats).toMatchObject({ published: 2, dropped: 1, pending: 1 })
+      expect(yield* strict.stats).toMatchObject({ published: 2, dropped: 1, pending: 1 })
+      expect(yield* roomy.stats).toMatchObject({ published: 2, dropped: 0, pending: 2 })
       expect(bus.unsafePublish("bad..topic", 3)?._tag).toBe("ValidationError")
     }))
 
@@ -257,8 +326,10 @@ describe("EventBus", () => {
       steps: fc.array(
         fc.oneof(
           fc.record({ op: fc.constant("publish" as const), topic: fc.constantFrom("a.b", "a.c", "x.y") }),
-          fc.record({ op: fc.constant("take" as const), sub: fc.integer({ min: 0, max: 3 }) }),
-          fc.record({ op: fc.constant("close" as const), sub: fc.integer({ min: 0, max: 3 }) })
+          fc.record({ op: fc.constant("publishForked" as const), topic: fc.constantFrom("x.y", "a.b") }),
+          fc.record({ op: fc.constant("interrupt" as const) }),
+          fc.record({ op: fc.constant("take" as const), sub: fc.integer({ min: 0, max: 4 }) }),
+          fc.record({ op: fc.constant("close" as const), sub: fc.integer({ min: 0, max: 4 }) })
         ),
         { maxLength: 80 }
       )
@@ -270,7 +341,8 @@ describe("EventBus", () => {
           ["a.*", { strategy: "dropping", capacity: 3 }],
           ["**", { strategy: "sliding", capacity: 2 }],
           ["a.b", { strategy: "reject", capacity: 4 }],
-          ["x.*", { strategy: "backpressure", capacity: 100 }]
+          ["x.*", { strategy: "backpressure", capacity: 2 }],
+          ["**", { strategy: "backpressure", capacity: 1 }]
         ]
         const subs = yield* Effect.forEach(setups, ([pattern, options]) =>
           Effect.gen(function*() {
@@ -278,10 +350,15 @@ describe("EventBus", () => {
             const sub = yield* bus.subscribe(pattern, options).pipe(Scope.extend(scope))
             return { sub, scope, open: true }
           }))
+        const publishers: Array<import("effect/Fiber").RuntimeFiber<void, unknown>> = []
         for (const step of steps) {
-          if (step.op === "publish") yield* Effect.exit(bus.publish(step.topic, 0))
-          else {
-            const s = subs[step.sub]!
+          if (step.op === "publish") yield* Effect.exit(bus.publish(step.topic, 0).pipe(Effect.timeoutOption(0)))
+          else if (step.op === "publishForked") publishers.push(yield* Effect.fork(bus.publish(step.topic, 0)))
+          else if (step.op === "interrupt") {
+            const p = publishers.shift()
+            if (p !== undefined) yield* Fiber.interrupt(p)
+          } else {
+            const s = subs[step.sub % subs.length]!
             if (!s.open) continue
             if (step.op === "take") yield* s.sub.poll
             else {
@@ -289,6 +366,7 @@ describe("EventBus", () => {
               s.open = false
             }
           }
+          yield* Effect.yieldNow()
           for (const s of subs) {
             const st = yield* s.sub.stats
             expect(st.published).toBe(st.delivered + st.dropped + st.pending)

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as HttpServer from "@effect/platform/HttpServer"
 import { Cause, Chunk, Effect, Fiber, Layer, Metric, MetricBoundaries, Option, Ref, Stream, TestClock } from "effect"
+import * as ErrorContext from "../../src/errors/ErrorContext.js"
 import * as EventBus from "../../src/observability/EventBus.js"
 import * as MetricKit from "../../src/observability/MetricKit.js"
 import * as Prometheus from "../../src/observability/Prometheus.js"
@@ -40,9 +41,13 @@ describe("Telemetry", () => {
         telemetry.emit(["foundation", "cache", "miss"], {}, { reason: "absent" })
       ]))
       expect(events).toEqual([
-        { name: "foundation.cache.hit", measurements: { duration: 2 }, metadata: { key: "k1" }, time: 5 },
-        { name: "foundation.cache.miss", measurements: {}, metadata: { reason: "absent" }, time: 5 }
+        { name: "foundation.cache.hit", measurements: { duration: 2 }, metadata: { key: "k1" }, time: 5, correlationId: undefined },
+        { name: "foundation.cache.miss", measurements: {}, metadata: { reason: "absent" }, time: 5, correlationId: undefined }
       ])
+      const traced = yield* collect("traced.*", 1, telemetry.emit("traced.op").pipe(
+        ErrorContext.withContext("op", { correlationId: "corr_t" })
+      ))
+      expect(traced[0]?.correlationId).toBe("corr_t")
     })))
 
   it.effect("never fails or waits: bad names are counted, a full subscriber drops", () =>
@@ -165,6 +170,22 @@ describe("Prometheus exposition", () => {
     expect(text).toContain("prom_test_latency_count 3")
     expect(text).toContain(`# TYPE prom_test_summary summary\nprom_test_summary{quantile="0.5"} 4`)
     expect(text.endsWith("\n")).toBe(true)
+  })
+
+  it("keeps the scrape valid: one TYPE per name, reserved and duplicate labels renamed", () => {
+    const pairs = Effect.runSync(Effect.gen(function*() {
+      MetricKit.set(MetricKit.gauge("prom_clash"), 1)
+      MetricKit.bump(MetricKit.counter("prom_clash"), 2)
+      MetricKit.observe(MetricKit.histogram("prom_le_tag", MetricBoundaries.fromIterable([1]), { tags: { le: "x" } }), 0.5)
+      MetricKit.bump(MetricKit.counter("prom_dup_labels", { tags: { "a.b": "1", "a_b": "2" } }), 1)
+      return (yield* Metric.snapshot).filter((p) => p.metricKey.name.startsWith("prom_"))
+    }))
+    const text = Prometheus.render(pairs)
+    const types = text.split("\n").filter((l) => l.startsWith("# TYPE"))
+    expect(new Set(types.map((l) => l.split(" ")[2])).size).toBe(types.length)
+    expect(text).toMatch(/prom_clash(_counter)? 2|prom_clash(_gauge)? 1/)
+    expect(text).toContain(`prom_le_tag_bucket{tag_le="x",le="1"} 1`)
+    expect(text).toContain(`prom_dup_labels{a_b="1",a_b_2="2"} 1`)
   })
 
   // A real HTTP server on 127.0.0.1: real I/O is the point.

@@ -18,7 +18,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
-import { IntrusiveList, type Node } from "./intrusiveList.js"
+import { IntrusiveList, type Node } from "../../observability/internal/intrusiveList.js"
 
 /** A registered deadline. */
 export interface Entry extends Node<Entry> {
