@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect, Fiber, Layer, TestClock } from "effect"
 import { readdirSync, readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import * as BulkheadTimeout from "../examples/bulkhead-timeout.js"
@@ -7,6 +7,7 @@ import * as CircuitBreakerExample from "../examples/circuit-breaker.js"
 import * as ErrorContextExample from "../examples/error-context.js"
 import * as Errors from "../examples/errors.js"
 import * as EventBusExample from "../examples/event-bus.js"
+import * as LoadTestExample from "../examples/load-test.js"
 import * as OtelExample from "../examples/otel.js"
 import * as SamplerMonitor from "../examples/sampler-monitor.js"
 import * as TelemetryExample from "../examples/telemetry.js"
@@ -21,7 +22,7 @@ describe("README examples", () => {
   it("the README shows every example file verbatim", () => {
     const readme = readFileSync(`${root}/README.md`, "utf8")
     const files = readdirSync(`${root}/examples`).filter((f) => f.endsWith(".ts"))
-    expect(files.length).toBe(12)
+    expect(files.length).toBe(13)
     for (const file of files) {
       const source = readFileSync(`${root}/examples/${file}`, "utf8")
       expect(readme, `README block for examples/${file}`).toContain("```ts\n" + source + "```")
@@ -121,4 +122,16 @@ describe("README examples", () => {
     expect(Layer.isLayer(OtelExample.ObservabilityLive)).toBe(true)
     expect(Effect.isEffect(OtelExample.handler)).toBe(true)
   })
+
+  it.effect("load test (on the TestClock)", () =>
+    Effect.gen(function*() {
+      const fiber = yield* Effect.fork(LoadTestExample.program)
+      yield* TestClock.adjust("3 seconds")
+      const report = yield* Fiber.join(fiber)
+      expect(report.requests).toBeGreaterThan(200)
+      expect(report.errors).toBeGreaterThan(0)
+      expect(report.errors).toBeLessThan(report.requests / 2)
+      expect(report.throughput).toBeCloseTo(report.requests / 2, 5)
+      expect(report.p99).toBe(80)
+    }))
 })

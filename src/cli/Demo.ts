@@ -38,7 +38,7 @@ export interface DemoReport {
 }
 
 /** The phase of the dependency at call `i` of `calls`. */
-const phaseOf = (i: number, calls: number): "healthy" | "outage" | "slow" | "burst" => {
+export const phaseOf = (i: number, calls: number): "healthy" | "outage" | "slow" | "burst" => {
   const at = i / calls
   if (at >= 0.25 && at < 0.5) return "outage"
   if (at >= 0.65 && at < 0.8) return "slow"
@@ -50,7 +50,7 @@ const phaseOf = (i: number, calls: number): "healthy" | "outage" | "slow" | "bur
  * A dependency with moods: mostly healthy (5% errors, 5–40 ms), an outage (90% errors), a slow
  * spell (latency up to 120 ms, past the 60 ms timeout).
  */
-const flakyService = (calls: number) => (i: number): Effect.Effect<string, ServiceUnavailableError> =>
+export const flakyService = (calls: number) => (i: number): Effect.Effect<string, ServiceUnavailableError> =>
   Effect.gen(function*() {
     const phase = phaseOf(i, calls)
     const latency = yield* Random.nextIntBetween(5, phase === "slow" ? 120 : 40)

@@ -8,6 +8,7 @@ import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Effect from "effect/Effect"
 import * as Demo from "./Demo.js"
+import * as LoadTestCommand from "./LoadTestCommand.js"
 
 const demo = Command.make(
   "demo",
@@ -20,7 +21,7 @@ const demo = Command.make(
 
 const foundation = Command.make("foundation").pipe(
   Command.withDescription("effect-foundation: resilient services and multi-agent systems on Effect"),
-  Command.withSubcommands([demo])
+  Command.withSubcommands([demo, LoadTestCommand.command])
 )
 
 const cli = Command.run(foundation, { name: "foundation", version: "0.1.0" })
