@@ -7,7 +7,6 @@
 import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Metric from "effect/Metric"
 import * as Random from "effect/Random"
 import * as Ref from "effect/Ref"
@@ -64,27 +63,48 @@ export const flakyService = (calls: number) => (i: number): Effect.Effect<string
 const startOf = (i: number, calls: number): Duration.Duration =>
   Duration.millis(15 * (phaseOf(i, calls) === "burst" ? Math.floor(calls * 0.9) : i))
 
+/**
+ * The Protect stack the demo and the load test put in front of the inventory service: retry (3
+ * attempts, full jitter) ▸ rate limit ▸ bulkhead ▸ breaker (5 bad calls in a row, 400 ms open) ▸
+ * timeout (60 ms).
+ */
+export const inventoryStack = (options: {
+  readonly name: string
+  readonly limitPer100Millis: number
+  readonly maxConcurrent: number
+}) =>
+  Effect.gen(function*() {
+    const limiter = yield* RateLimiter.make({
+      name: options.name,
+      algorithm: "token-bucket",
+      limit: options.limitPer100Millis,
+      window: "100 millis"
+    })
+    const retry = yield* Retry.exponential({
+      name: options.name,
+      base: "20 millis",
+      cap: "200 millis",
+      jitter: "full",
+      maxAttempts: 3
+    })
+    const stack = yield* Protect.make({
+      name: "inventory",
+      timeout: "60 millis",
+      bulkhead: { maxConcurrent: options.maxConcurrent, maxQueued: 4 },
+      rateLimit: { limiter, key: "inventory" },
+      breaker: { trip: CircuitBreaker.consecutive(5), resetAfter: "400 millis" },
+      retry
+    })
+    return { retry, stack }
+  })
+
 /** Runs the demo and returns what happened (printing as it goes). */
 export const run = (options: DemoOptions = {}): Effect.Effect<DemoReport> =>
   Effect.scoped(Effect.gen(function*() {
     const calls = options.calls ?? 160
     const started = yield* Effect.clockWith((c) => Effect.succeed(c.unsafeCurrentTimeMillis()))
-    const limiter = yield* RateLimiter.make({ name: "demo", algorithm: "token-bucket", limit: 10, window: "100 millis" })
-    const retry = Either.getOrThrow(Retry.exponential({
-      name: "demo",
-      base: "20 millis",
-      cap: "200 millis",
-      jitter: "full",
-      maxAttempts: 3
-    }))
-    const stack = yield* Protect.make({
-      name: "inventory",
-      timeout: "60 millis",
-      bulkhead: { maxConcurrent: 4, maxQueued: 4 },
-      rateLimit: { limiter, key: "inventory" },
-      breaker: { trip: CircuitBreaker.consecutive(5), resetAfter: "400 millis" },
-      retry
-    })
+    const { retry, stack } = yield* inventoryStack({ name: "demo", limitPer100Millis: 10, maxConcurrent: 4 })
+    const limiter = stack.policies.rateLimiter!
     const breaker = stack.policies.breaker!
     const changes = yield* Ref.make<Array<string>>([])
     yield* breaker.stateChanges.pipe(

@@ -23,11 +23,7 @@ import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import type { ValidationError } from "../errors/FoundationError.js"
 import * as LoadTest from "../observability/LoadTest.js"
-import * as CircuitBreaker from "../resilience/CircuitBreaker.js"
-import * as Protect from "../resilience/Protect.js"
-import * as RateLimiter from "../resilience/RateLimiter.js"
-import * as Retry from "../resilience/Retry.js"
-import { flakyService, phaseOf } from "./Demo.js"
+import { flakyService, inventoryStack, phaseOf } from "./Demo.js"
 
 /** Where the command writes. */
 export interface Output {
@@ -72,27 +68,7 @@ export const program = (
     const duration = options.duration ?? Duration.seconds(5)
     const concurrency = options.concurrency ?? 8
     const seed = options.seed ?? 42
-    const limiter = yield* RateLimiter.make({
-      name: "loadtest",
-      algorithm: "token-bucket",
-      limit: 30,
-      window: "100 millis"
-    })
-    const retry = yield* Retry.exponential({
-      name: "loadtest",
-      base: "20 millis",
-      cap: "200 millis",
-      jitter: "full",
-      maxAttempts: 3
-    })
-    const stack = yield* Protect.make({
-      name: "inventory",
-      timeout: "60 millis",
-      bulkhead: { maxConcurrent: 6, maxQueued: 4 },
-      rateLimit: { limiter, key: "inventory" },
-      breaker: { trip: CircuitBreaker.consecutive(5), resetAfter: "400 millis" },
-      retry
-    })
+    const { stack } = yield* inventoryStack({ name: "loadtest", limitPer100Millis: 30, maxConcurrent: 6 })
 
     // The service's mood follows the run's clock (the measured period; no warmup here).
     const startedAt = yield* Clock.currentTimeMillis

@@ -12,7 +12,7 @@
  * - Nothing is lost silently: per subscription, `published = delivered + dropped + pending`
  *   holds at every moment (an event whose publisher waits for room is pending), events still
  *   pending when a subscription closes are counted as dropped, and so is the event of a publisher
- *   interrupted while it waited — decided in the same step as any acceptance, so never both.
+ *   interrupted while it waited — decided in the same step that accepts events, so never both.
  * - Order: a subscription receives events in publishing order; a publisher never overtakes the
  *   ones already waiting for room.
  * - Subscriptions live in a `Scope`: closing it unsubscribes.
@@ -329,7 +329,7 @@ class BusImpl implements Bus {
   /**
    * Waits until the event is in every full `backpressure` subscription, queued behind the
    * publishers already waiting. If the publisher is interrupted, the subscriptions it had not got
-   * into yet count the event as dropped — decided in the same step as any acceptance.
+   * into yet count the event as dropped — decided in the same step that accepts events.
    */
   private waitForRoom(envelope: Envelope, full: ReadonlyArray<Sub>): Effect.Effect<void> {
     return Effect.async<void>((resume) => {
