@@ -62,6 +62,7 @@ import {
   type ValidationError
 } from "../errors/FoundationError.js"
 import * as Validation from "../errors/Validation.js"
+import * as Events from "../observability/Events.js"
 import * as MetricKit from "../observability/MetricKit.js"
 import * as Telemetry from "../observability/Telemetry.js"
 import * as Timeout from "../resilience/Timeout.js"
@@ -183,19 +184,7 @@ export const defaults = {
 } as const
 
 /** Telemetry events of this module, with the original's names. Durations in milliseconds. */
-export const events = {
-  /**
-   * measurements { duration, count, success_count, error_count = count − success_count,
-   * rolled_back_count, skipped_count, chunk_count } · metadata { operation, store, on_error, outcome }
-   */
-  batchRegister: "foundation.batch_operations.batch_register",
-  /** as `batchRegister` */
-  batchUpdate: "foundation.batch_operations.batch_update",
-  /** as `batchRegister` */
-  batchUnregister: "foundation.batch_operations.batch_unregister",
-  /** measurements { duration, result_count, page_count } · metadata { store, filtered, complete } (once per stream run) */
-  query: "foundation.batch_operations.query"
-} as const
+export const events = Events.names.batch
 
 type Operation = "register" | "update" | "unregister"
 

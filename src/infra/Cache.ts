@@ -102,6 +102,7 @@ import * as Scope from "effect/Scope"
 import type * as Types from "effect/Types"
 import { AlreadyExistsError, NotFoundError, ValidationError } from "../errors/FoundationError.js"
 import * as Validation from "../errors/Validation.js"
+import * as Events from "../observability/Events.js"
 import * as MetricKit from "../observability/MetricKit.js"
 import * as Telemetry from "../observability/Telemetry.js"
 import { CacheStore, type Entry, type Hooks, type Id } from "./internal/cacheStore.js"
@@ -114,24 +115,7 @@ import { CacheStore, type Entry, type Hooks, type Id } from "./internal/cacheSto
  * The telemetry events of caches (the original's `[:foundation, :cache, …]` names).
  * Durations are milliseconds; every event's metadata has `cache` (the cache's name).
  */
-export const events = {
-  /** measurements { max_size, cleanup_interval_ms? } · metadata { cache, eviction, telemetry } */
-  started: "foundation.cache.started",
-  /** (`telemetry: "all"`) measurements {} · metadata { cache, key } */
-  hit: "foundation.cache.hit",
-  /** (`telemetry: "all"`) measurements {} · metadata { cache, key, reason: absent | expired } */
-  miss: "foundation.cache.miss",
-  /** (`telemetry: "all"`) measurements { ttl_ms? } (absent: no expiry) · metadata { cache, key } */
-  put: "foundation.cache.put",
-  /** (`telemetry: "all"`) measurements {} · metadata { cache, key, existed } */
-  delete: "foundation.cache.delete",
-  /** measurements {} · metadata { cache, key, reason: "size_limit", policy: lru | fifo } */
-  evicted: "foundation.cache.evicted",
-  /** measurements { count } (entries held before the clear) · metadata { cache } */
-  cleared: "foundation.cache.cleared",
-  /** Only when something was removed. measurements { expired_count, duration } · metadata { cache } */
-  cleanup: "foundation.cache.cleanup"
-} as const
+export const events = Events.names.cache
 
 /** A key used as it is; other key types need a key function returning one. */
 export type Key = string | number

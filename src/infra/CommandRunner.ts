@@ -65,6 +65,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { type BulkheadFullError, Tagged, TimeoutError, type ValidationError } from "../errors/FoundationError.js"
 import * as Validation from "../errors/Validation.js"
+import * as Events from "../observability/Events.js"
 import * as MetricKit from "../observability/MetricKit.js"
 import * as Telemetry from "../observability/Telemetry.js"
 import * as Bulkhead from "../resilience/Bulkhead.js"
@@ -74,26 +75,7 @@ import * as Bulkhead from "../resilience/Bulkhead.js"
 // ---------------------------------------------------------------------------------------------
 
 /** The telemetry events of this module. Durations are milliseconds. */
-export const events = {
-  /**
-   * A process ended with an accepted exit code.
-   * measurements { duration, exit_code, stdout_bytes, stderr_bytes } · metadata { runner, command, pid, truncated }
-   */
-  completed: "foundation.command_runner.completed",
-  /**
-   * A process ended with another exit code, or could not run.
-   * measurements { duration, exit_code } (for an exit code) · metadata { runner, command, reason, error? }, reason
-   * "exit_code" or "execution"
-   */
-  failed: "foundation.command_runner.failed",
-  /** A process ran out of time and was killed. measurements { timeout_ms } · metadata { runner, command, pid }. */
-  timeout: "foundation.command_runner.timeout",
-  /**
-   * A call was refused without spawning.
-   * measurements { count: 1 } · metadata { runner, command, reason: "not_allowed" | "concurrency" }
-   */
-  rejected: "foundation.command_runner.rejected"
-} as const
+export const events = Events.names.commandRunner
 
 /** A command the runner may run. */
 export interface AllowedCommand {

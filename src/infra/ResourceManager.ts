@@ -56,6 +56,7 @@ import {
   type ValidationError
 } from "../errors/FoundationError.js"
 import * as Validation from "../errors/Validation.js"
+import * as Events from "../observability/Events.js"
 import * as MetricKit from "../observability/MetricKit.js"
 import * as Telemetry from "../observability/Telemetry.js"
 
@@ -76,18 +77,7 @@ export type Level = "normal" | "moderate" | "severe"
 export type DenialReason = "memory_exhausted" | "entries_full" | "backpressure_active"
 
 /** Telemetry event names (the original's `[:foundation, :resource_manager, …]`). */
-export const events = {
-  /** measurements { duration, amount, active_tokens, memory_mb, entries } · metadata { resource_manager, kind, token_id } */
-  acquired: "foundation.resource_manager.acquired",
-  /** measurements { duration (held, ms), amount, active_tokens, memory_mb, entries } · metadata { resource_manager, kind, token_id } */
-  released: "foundation.resource_manager.released",
-  /** measurements { duration, requested, used, limit } · metadata { resource_manager, kind, reason, resource } */
-  denied: "foundation.resource_manager.denied",
-  /** measurements { memory_ratio, entries_ratio } · metadata { resource_manager, old_state, new_state } */
-  backpressureChanged: "foundation.resource_manager.backpressure_changed",
-  /** measurements { duration, active_tokens, memory_mb, entries } · metadata { resource_manager } */
-  cleanup: "foundation.resource_manager.cleanup"
-} as const
+export const events = Events.names.resourceManager
 
 /**
  * The manager is under severe backpressure: the request would fit, but usage of `resource` is

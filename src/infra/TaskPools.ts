@@ -62,6 +62,7 @@ import {
   type ValidationError
 } from "../errors/FoundationError.js"
 import * as Validation from "../errors/Validation.js"
+import * as Events from "../observability/Events.js"
 import * as MetricKit from "../observability/MetricKit.js"
 import * as Telemetry from "../observability/Telemetry.js"
 import * as Bulkhead from "../resilience/Bulkhead.js"
@@ -92,14 +93,7 @@ export type TaskError = TimeoutError | PoolShutdownError | BulkheadFullError
  * Telemetry events of this module (the original emitted none; named after its module, as
  * `foundation.error_handler.*` is for the original's ErrorHandler). Durations in milliseconds.
  */
-export const events = {
-  /** measurements { max_concurrency, timeout_ms } · metadata { pool } */
-  poolCreated: "foundation.task_pool_manager.pool_created",
-  /** measurements { running, queued } · metadata { pool } */
-  poolShutdown: "foundation.task_pool_manager.pool_shutdown",
-  /** measurements { timeout_ms } · metadata { pool } */
-  taskTimeout: "foundation.task_pool_manager.task_timeout"
-} as const
+export const events = Events.names.taskPools
 
 /** Options of one pool. */
 export interface PoolOptions {

@@ -36,6 +36,88 @@ export const names = {
   recovery: {
     /** measurements { count: 1 } · metadata { strategy, error_category, outcome, error } */
     handled: "foundation.error_handler.handled"
+  },
+  cache: {
+    /** measurements { max_size, cleanup_interval_ms? } · metadata { cache, eviction, telemetry } */
+    started: "foundation.cache.started",
+    /** (`telemetry: "all"`) measurements {} · metadata { cache, key } */
+    hit: "foundation.cache.hit",
+    /** (`telemetry: "all"`) measurements {} · metadata { cache, key, reason: absent | expired } */
+    miss: "foundation.cache.miss",
+    /** (`telemetry: "all"`) measurements { ttl_ms? } (absent: no expiry) · metadata { cache, key } */
+    put: "foundation.cache.put",
+    /** (`telemetry: "all"`) measurements {} · metadata { cache, key, existed } */
+    delete: "foundation.cache.delete",
+    /** measurements {} · metadata { cache, key, reason: "size_limit", policy: lru | fifo } */
+    evicted: "foundation.cache.evicted",
+    /** measurements { count } (entries held before the clear) · metadata { cache } */
+    cleared: "foundation.cache.cleared",
+    /** Only when something was removed. measurements { expired_count, duration } · metadata { cache } */
+    cleanup: "foundation.cache.cleanup"
+  },
+  resourceManager: {
+    /** measurements { duration, amount, active_tokens, memory_mb, entries } · metadata { resource_manager, kind, token_id } */
+    acquired: "foundation.resource_manager.acquired",
+    /** measurements { duration (held, ms), amount, active_tokens, memory_mb, entries } · metadata { resource_manager, kind, token_id } */
+    released: "foundation.resource_manager.released",
+    /** measurements { duration, requested, used, limit } · metadata { resource_manager, kind, reason, resource } */
+    denied: "foundation.resource_manager.denied",
+    /** measurements { memory_ratio, entries_ratio } · metadata { resource_manager, old_state, new_state } */
+    backpressureChanged: "foundation.resource_manager.backpressure_changed",
+    /** measurements { duration, active_tokens, memory_mb, entries } · metadata { resource_manager } */
+    cleanup: "foundation.resource_manager.cleanup"
+  },
+  connectionManager: {
+    /** measurements { count: 1 } · metadata { pool_id, scheme, host, port, max_connections } */
+    poolConfigured: "foundation.connection_manager.pool_configured",
+    /** measurements { count: 1 } · metadata { pool_id } */
+    poolRemoved: "foundation.connection_manager.pool_removed",
+    /**
+     * Only for pools with `requestEvents: true`. measurements { duration (ms), count: 1 } ·
+     * metadata { pool_id, method, path, status (a number, or "error"), outcome }
+     */
+    request: "foundation.connection_manager.request"
+  },
+  taskPools: {
+    /** measurements { max_concurrency, timeout_ms } · metadata { pool } */
+    poolCreated: "foundation.task_pool_manager.pool_created",
+    /** measurements { running, queued } · metadata { pool } */
+    poolShutdown: "foundation.task_pool_manager.pool_shutdown",
+    /** measurements { timeout_ms } · metadata { pool } */
+    taskTimeout: "foundation.task_pool_manager.task_timeout"
+  },
+  batch: {
+    /**
+     * measurements { duration, count, success_count, error_count = count − success_count,
+     * rolled_back_count, skipped_count, chunk_count } · metadata { operation, store, on_error, outcome }
+     */
+    batchRegister: "foundation.batch_operations.batch_register",
+    /** as `batchRegister` */
+    batchUpdate: "foundation.batch_operations.batch_update",
+    /** as `batchRegister` */
+    batchUnregister: "foundation.batch_operations.batch_unregister",
+    /** measurements { duration, result_count, page_count } · metadata { store, filtered, complete } (once per stream run) */
+    query: "foundation.batch_operations.query"
+  },
+  commandRunner: {
+    /**
+     * A process ended with an accepted exit code.
+     * measurements { duration, exit_code, stdout_bytes, stderr_bytes } · metadata { runner, command, pid, truncated }
+     */
+    completed: "foundation.command_runner.completed",
+    /**
+     * A process ended with another exit code, or could not run.
+     * measurements { duration, exit_code } (for an exit code) · metadata { runner, command, reason, error? }, reason
+     * "exit_code" or "execution"
+     */
+    failed: "foundation.command_runner.failed",
+    /** A process ran out of time and was killed. measurements { timeout_ms } · metadata { runner, command, pid }. */
+    timeout: "foundation.command_runner.timeout",
+    /**
+     * A call was refused without spawning.
+     * measurements { count: 1 } · metadata { runner, command, reason: "not_allowed" | "concurrency" }
+     */
+    rejected: "foundation.command_runner.rejected"
   }
 } as const
 
