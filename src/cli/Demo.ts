@@ -16,6 +16,7 @@ import * as CircuitBreaker from "../resilience/CircuitBreaker.js"
 import * as Protect from "../resilience/Protect.js"
 import * as RateLimiter from "../resilience/RateLimiter.js"
 import * as Retry from "../resilience/Retry.js"
+import * as DemoServices from "./DemoServices.js"
 
 /** Options of the demo. */
 export interface DemoOptions {
@@ -34,6 +35,8 @@ export interface DemoReport {
   readonly retries: number
   readonly retriesExhausted: number
   readonly elapsedMillis: number
+  /** The infrastructure services' part of the demo. */
+  readonly services: DemoServices.ServicesReport
 }
 
 /** The phase of the dependency at call `i` of `calls`. */
@@ -137,15 +140,16 @@ export const run = (options: DemoOptions = {}): Effect.Effect<DemoReport> =>
       { concurrency: "unbounded", discard: true }
     ).pipe(Effect.withRandom(Random.make(options.seed ?? 42)))
     yield* Effect.yieldNow()
-    const report: DemoReport = {
+    const summary = {
       outcomes: Object.fromEntries([...outcomes.entries()].sort()),
       stateChanges: yield* Ref.get(changes),
       breaker: yield* breaker.stats,
       limiter: yield* limiter.stats(),
       retries: (yield* Metric.value(retry.metrics.retries)).count,
       retriesExhausted: (yield* Metric.value(retry.metrics.exhausted)).count,
-      elapsedMillis: (yield* Effect.clockWith((c) => Effect.succeed(c.unsafeCurrentTimeMillis()))) - started
+      elapsedMillis: 0
     }
+    const report = summary
     yield* Console.log("\nOutcomes of the calls:")
     for (const [outcome, count] of Object.entries(report.outcomes)) {
       yield* Console.log(`  ${outcome.padEnd(24)} ${String(count).padStart(4)}`)
@@ -161,6 +165,10 @@ export const run = (options: DemoOptions = {}): Effect.Effect<DemoReport> =>
     yield* Console.log(`  ${report.limiter.allowed} admitted, ${report.limiter.denied} denied`)
     yield* Console.log("Retries:")
     yield* Console.log(`  ${report.retries} retries made, ${report.retriesExhausted} calls gave up after all attempts`)
-    yield* Console.log(`\nDone in ${report.elapsedMillis} ms.`)
-    return report
+    // The tour gets a stack of its own: the one above may have been left open by the final burst.
+    const tourStack = yield* inventoryStack({ name: "tour", limitPer100Millis: 50, maxConcurrent: 4 })
+    const services = yield* DemoServices.tour((item) => tourStack.stack.run(service(item % calls)))
+    const elapsedMillis = (yield* Effect.clockWith((c) => Effect.succeed(c.unsafeCurrentTimeMillis()))) - started
+    yield* Console.log(`\nDone in ${elapsedMillis} ms.`)
+    return { ...summary, elapsedMillis, services }
   })).pipe(Effect.orDie)

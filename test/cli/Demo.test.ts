@@ -17,5 +17,13 @@ describe("foundation demo", () => {
       // failures were retried
       expect(report.retries).toBeGreaterThan(0)
       expect(report.limiter.allowed).toBeGreaterThanOrEqual(total - (report.outcomes.RateLimitedError ?? 0))
+      // the services: the cache saves calls, the pool caps concurrency, backpressure rises and falls
+      const { cache, fanOut, levels } = report.services
+      expect(cache.hits + cache.misses).toBe(60)
+      expect(cache.computations).toBeLessThan(60)
+      expect(fanOut).toMatchObject({ items: 24 })
+      expect(fanOut.peak).toBeLessThanOrEqual(4)
+      expect(fanOut.succeeded + fanOut.failed).toBe(24)
+      expect(levels).toEqual(["normal → moderate", "moderate → severe", "severe → moderate", "moderate → normal"])
     }), 20_000)
 })
