@@ -1,19 +1,24 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, TestClock } from "effect"
+import { Effect, Fiber, Layer, Option, TestClock } from "effect"
 import { readdirSync, readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
+import * as BatchExample from "../examples/batch.js"
 import * as BulkheadTimeout from "../examples/bulkhead-timeout.js"
+import * as CacheExample from "../examples/cache.js"
 import * as CircuitBreakerExample from "../examples/circuit-breaker.js"
+import * as CommandRunnerExample from "../examples/command-runner.js"
 import * as ErrorContextExample from "../examples/error-context.js"
 import * as Errors from "../examples/errors.js"
 import * as EventBusExample from "../examples/event-bus.js"
 import * as LoadTestExample from "../examples/load-test.js"
 import * as OtelExample from "../examples/otel.js"
 import * as SamplerMonitor from "../examples/sampler-monitor.js"
+import * as TaskPoolsExample from "../examples/task-pools.js"
 import * as TelemetryExample from "../examples/telemetry.js"
 import * as ProtectExample from "../examples/protect.js"
 import * as RateLimiterExample from "../examples/rate-limiter.js"
 import * as RecoveryExample from "../examples/recovery.js"
+import * as ResourceManagerExample from "../examples/resource-manager.js"
 import * as RetryExample from "../examples/retry.js"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
@@ -22,7 +27,7 @@ describe("README examples", () => {
   it("the README shows every example file verbatim", () => {
     const readme = readFileSync(`${root}/README.md`, "utf8")
     const files = readdirSync(`${root}/examples`).filter((f) => f.endsWith(".ts"))
-    expect(files.length).toBe(13)
+    expect(files.length).toBe(18)
     for (const file of files) {
       const source = readFileSync(`${root}/examples/${file}`, "utf8")
       expect(readme, `README block for examples/${file}`).toContain("```ts\n" + source + "```")
@@ -133,5 +138,35 @@ describe("README examples", () => {
       expect(report.errors).toBeLessThan(report.requests / 2)
       expect(report.throughput).toBeCloseTo(report.requests / 2, 5)
       expect(report.p99).toBe(80)
+    }))
+
+  it.effect("cache", () =>
+    Effect.gen(function*() {
+      expect(yield* CacheExample.program).toEqual({ fetches: 1, cached: Option.some(60), coalesced: 19 })
+    }))
+
+  it.effect("resource manager", () =>
+    Effect.gen(function*() {
+      expect(yield* ResourceManagerExample.program).toEqual({
+        admitted: "bulk import done",
+        refused: "ResourceExhaustedError",
+        level: "normal"
+      })
+    }))
+
+  it.effect("task pools", () =>
+    Effect.gen(function*() {
+      expect(yield* TaskPoolsExample.program).toEqual([10, 20, "failed", 40])
+    }))
+
+  it.effect("batch", () =>
+    Effect.gen(function*() {
+      expect(yield* BatchExample.program).toEqual({ ok: "Ok", undone: "Failed", coders: ["a2", "a3"], size: 3 })
+    }))
+
+  // Real processes are the point.
+  it.live("command runner", () =>
+    Effect.gen(function*() {
+      expect(yield* CommandRunnerExample.program).toEqual({ stdout: "; rm -rf ~", refused: "CommandNotAllowedError" })
     }))
 })
