@@ -21,7 +21,6 @@ import * as Runtime from "effect/Runtime"
 import { Worker } from "node:worker_threads"
 import { Agent, request } from "undici"
 import * as ConnectionManager from "../src/infra/ConnectionManager.js"
-import * as CircuitBreaker from "../src/resilience/CircuitBreaker.js"
 import * as Timeout from "../src/resilience/Timeout.js"
 import { type Baseline, ns, type Row } from "./harness.js"
 
@@ -131,8 +130,8 @@ export const run: Effect.Effect<HttpReport> = Effect.scoped(Effect.gen(function*
   const origin = `http://127.0.0.1:${port}`
   const url = `${origin}/bench`
   const runtime = yield* Effect.runtime<never>()
-  const agents = yield* Effect.all(Array.from({ length: 8 }, () => makeAgent))
-  const [a1, a2, a3, a4, a5, a6, a7, a8] = agents as [Agent, Agent, Agent, Agent, Agent, Agent, Agent, Agent]
+  const agents = yield* Effect.all(Array.from({ length: 7 }, () => makeAgent))
+  const [a1, a2, a3, a4, a5, a6, a7] = agents as [Agent, Agent, Agent, Agent, Agent, Agent, Agent]
 
   const getRequest = HttpClientRequest.get(url)
   const traced = NodeHttpClient.makeUndici(a5)
@@ -140,10 +139,13 @@ export const run: Effect.Effect<HttpReport> = Effect.scoped(Effect.gen(function*
   const untracedTimed = HttpClient.withTracerDisabledWhen(NodeHttpClient.makeUndici(a7), constTrue)
   const timeout = yield* Timeout.make({ duration: "30 seconds", name: "bench-http" })
   const manager = yield* ConnectionManager.make({
-    pools: { bench: { baseUrl: origin }, "bench-single": { baseUrl: origin, retry: false } }
+    pools: {
+      bench: { baseUrl: origin },
+      "bench-single": { baseUrl: origin, retry: false },
+      "bench-traced": { baseUrl: origin, tracing: true }
+    }
   })
   const path = HttpClientRequest.get("/bench")
-  const breaker = yield* CircuitBreaker.make({ name: "bench-http-sketch" })
 
   const scenarios: ReadonlyArray<Scenario> = [
     awaited(baselineName, async () => (await request(url, { dispatcher: a1 })).body.text()),
@@ -183,11 +185,8 @@ export const run: Effect.Effect<HttpReport> = Effect.scoped(Effect.gen(function*
     inFiber(runtime, managerName, manager.request("bench", path)),
     inFiber(
       runtime,
-      "sketch, no HttpClient: breaker + Timeout.tryPromise(agent.request, AbortSignal) + arrayBuffer",
-      breaker.protect(timeout.tryPromise({
-        try: async (signal) => (await a8.request({ origin, path: "/bench", method: "GET", signal })).body.arrayBuffer(),
-        catch: (error) => error
-      }))
+      "ConnectionManager.request, tracing pool (the HttpClient transport, client span per call)",
+      manager.request("bench-traced", path)
     )
   ]
 

@@ -9,6 +9,7 @@ import { cpus } from "node:os"
 import { fileURLToPath } from "node:url"
 import { ns, type Row } from "./harness.js"
 import * as EventBusBench from "./eventbus.js"
+import * as Http from "./http.js"
 import * as Resilience from "./resilience.js"
 
 const find = (rows: ReadonlyArray<Row>, name: string): Row => {
@@ -21,6 +22,7 @@ const program = Effect.gen(function*() {
   const started = new Date().toISOString()
   const report = yield* Resilience.run
   const bus = yield* EventBusBench.run
+  const http = yield* Http.run
   const busRate = (name: string) => bus.rows.find((r) => r.name === name)?.perSecond ?? Number.NaN
   const oneSubscriber = busRate("EventBus, 1 subscriber (pattern agent.task.*)")
   const withNoise = busRate("EventBus, 1 subscriber + 1,000 non-matching pattern subscriptions")
@@ -67,6 +69,7 @@ what to compare across machines.
 | \`consume\` on a keyed limiter with 100,000 keys ≥ 1,000,000 checks/s in one fiber | ${(tokenBucket / 1e6).toFixed(2)} M/s (token bucket) | ${check(tokenBucket >= 1e6)} |
 | event bus: ≥ 1,000,000 events/s delivered to one subscriber | ${(oneSubscriber / 1e6).toFixed(2)} M/s | ${check(oneSubscriber >= 1e6)} |
 | event bus: 1,000 non-matching pattern subscriptions cost ≤ 1.5× the single-subscription case | ${(oneSubscriber / withNoise).toFixed(2)}× (repeated topics); ${(uniqueTopics / uniqueWithNoise).toFixed(2)}× (every topic new, through the trie) | ${check(oneSubscriber / withNoise <= 1.5 && uniqueTopics / uniqueWithNoise <= 1.5)} |
+| ConnectionManager request within 5% of a bare undici \`request\` (loopback keep-alive GET) | ${http.ratio.toFixed(2)}× | ${check(http.targetMet)} |
 | 100,000 idle breakers ≤ 50 MB and no fibers | ${(idle.bytesNeverCalled / 1e6).toFixed(1)} MB never called; ${idle.fibers} fibers | ${check(idle.bytesNeverCalled <= 50e6 && idle.fibers === 0)} |
 
 ## Per-call overhead
@@ -98,7 +101,8 @@ ${bus.rows.map((r) => `| ${r.name} | ${(r.perSecond / 1e6).toFixed(2)} M |`).joi
 | heap after one call each, per-breaker metrics on (the default; each Effect metric costs ~1.2 KB in the registry, made on first use) | ${(idle.bytesCalledOnce / 1e6).toFixed(1)} MB (${(idle.bytesCalledOnce / idle.count).toFixed(0)} B each) |
 | heap after one call each, \`metrics: false\` | ${(idle.bytesCalledOnceWithoutMetrics / 1e6).toFixed(1)} MB (${(idle.bytesCalledOnceWithoutMetrics / idle.count).toFixed(0)} B each) |
 | fibers started | ${idle.fibers} |
-`
+
+${Http.markdown(http)}`
   const out = fileURLToPath(new URL("../../bench/RESULTS.md", import.meta.url))
   writeFileSync(out, md)
   console.log(`\nwritten ${out}`)

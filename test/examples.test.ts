@@ -1,12 +1,15 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, Option, TestClock } from "effect"
 import { readdirSync, readFileSync } from "node:fs"
+import * as http from "node:http"
+import type { AddressInfo } from "node:net"
 import { fileURLToPath } from "node:url"
 import * as BatchExample from "../examples/batch.js"
 import * as BulkheadTimeout from "../examples/bulkhead-timeout.js"
 import * as CacheExample from "../examples/cache.js"
 import * as CircuitBreakerExample from "../examples/circuit-breaker.js"
 import * as CommandRunnerExample from "../examples/command-runner.js"
+import * as ConnectionManagerExample from "../examples/connection-manager.js"
 import * as ErrorContextExample from "../examples/error-context.js"
 import * as Errors from "../examples/errors.js"
 import * as EventBusExample from "../examples/event-bus.js"
@@ -27,7 +30,7 @@ describe("README examples", () => {
   it("the README shows every example file verbatim", () => {
     const readme = readFileSync(`${root}/README.md`, "utf8")
     const files = readdirSync(`${root}/examples`).filter((f) => f.endsWith(".ts"))
-    expect(files.length).toBe(18)
+    expect(files.length).toBe(19)
     for (const file of files) {
       const source = readFileSync(`${root}/examples/${file}`, "utf8")
       expect(readme, `README block for examples/${file}`).toContain("```ts\n" + source + "```")
@@ -152,6 +155,31 @@ describe("README examples", () => {
         refused: "ResourceExhaustedError",
         level: "normal"
       })
+    }))
+
+  it.scopedLive("connection manager", () =>
+    Effect.gen(function*() {
+      // The inventory service: a real server on loopback; item 0 does not exist.
+      const seen: Array<string | undefined> = []
+      const server = yield* Effect.acquireRelease(
+        Effect.async<http.Server>((resume) => {
+          const s = http.createServer((req, res) => {
+            seen.push(req.headers["x-client"] as string | undefined)
+            res.statusCode = req.url === "/v1/items/0" ? 404 : 200
+            res.setHeader("content-type", "application/json")
+            res.end(JSON.stringify({ url: req.url }))
+          })
+          s.listen(0, "127.0.0.1", () => resume(Effect.succeed(s)))
+        }),
+        (s) => Effect.async<void>((resume) => {
+          s.closeAllConnections()
+          s.close(() => resume(Effect.void))
+        })
+      )
+      const { port } = server.address() as AddressInfo
+      const result = yield* ConnectionManagerExample.program(`http://127.0.0.1:${port}`)
+      expect(result).toEqual({ item: { url: "/v1/items/42" }, missing: "404 permanent", calls: 2 })
+      expect(seen).toEqual(["shop", "shop"]) // the 404 was sent once, not retried
     }))
 
   it.effect("task pools", () =>

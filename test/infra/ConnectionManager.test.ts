@@ -1,6 +1,6 @@
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Duration, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
+import { Cause, Duration, Effect, Exit, Fiber, Layer, Option, Scope, Stream } from "effect"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { CircuitOpenError, NotFoundError, TimeoutError, ValidationError } from "../../src/errors/FoundationError.js"
@@ -387,6 +387,51 @@ describe("ConnectionManager", () => {
       expect(seen[3]!.data).toMatchObject({ metadata: { status: 404, outcome: "failure" } })
       expect(seen[4]!.data).toMatchObject({ metadata: { pool_id: "loud" } })
     }).pipe(Effect.provide(Telemetry.layerWithBus())))
+
+  it.scopedLive("the HttpClient transport (tracing pools, streamed bodies) behaves like the direct one", () =>
+    Effect.gen(function*() {
+      const { port, seen } = yield* startServer
+      const manager = yield* ConnectionManager.make({
+        pools: {
+          traced: {
+            baseUrl: `http://127.0.0.1:${port}/api`,
+            headers: { "X-Team": "core" },
+            tracing: true,
+            timeout: "100 millis",
+            retry: yield* immediate3,
+            breaker: { trip: CircuitBreaker.consecutive(10) }
+          }
+        }
+      })
+      // Base URL, default headers and the W3C trace header the platform client adds.
+      const echoed = JSON.parse((yield* manager.request("traced", get("/echo"))).text) as {
+        url: string
+        headers: Record<string, string>
+      }
+      expect(echoed.url).toBe("/api/echo")
+      expect(echoed.headers["x-team"]).toBe("core")
+      expect(echoed.headers["traceparent"]).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/)
+      // A streamed body cannot take the direct path: it goes through HttpClient on any pool.
+      const streamed = yield* manager.request(
+        "traced",
+        HttpClientRequest.post("/echo").pipe(
+          HttpClientRequest.bodyStream(Stream.make(new TextEncoder().encode("str"), new TextEncoder().encode("eam")))
+        )
+      )
+      expect(JSON.parse(streamed.text)).toMatchObject({ method: "POST", body: "stream" })
+      // The time limit, the retries of a transient status and the abort on interruption.
+      const slow = failureOf(yield* Effect.exit(manager.request("traced", get("/slow?ms=600"))))
+      expect(slow).toBeInstanceOf(TimeoutError)
+      expect(seen.hits.get("/api/slow")).toBe(3) // a timeout is transient: retried
+      const unavailable = failureOf(yield* Effect.exit(manager.request("traced", get("/status/503"))))
+      expect((unavailable as ConnectionManager.HttpStatusError).status).toBe(503)
+      expect(seen.hits.get("/api/status/503")).toBe(3)
+      const fiber = yield* Effect.fork(manager.request("traced", get("/hang"), { timeout: "10 seconds" }))
+      yield* within(seen.hangArrived, 2000)
+      yield* Fiber.interrupt(fiber)
+      yield* within(seen.hangClosed, 2000)
+      expect((yield* manager.stats).pools["traced"]).toMatchObject({ active: 0, successes: 2, failures: 2, interrupted: 1 })
+    }))
 
   it.scopedLive("closing the manager's scope destroys its dispatchers: an in-flight request is aborted", () =>
     Effect.gen(function*() {
