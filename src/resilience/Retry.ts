@@ -537,6 +537,21 @@ const onFirstFailure = <A, E, R>(
 }
 
 /**
+ * The retry loop entered after a first attempt (run elsewhere, started at `startedAt` ms, or
+ * undefined when the policy has no time budget) failed with `cause`: `self` is each further
+ * attempt. For callers that run the first attempt on a fused path of their own.
+ *
+ * @internal
+ */
+export const continueAfter: <A, E, R>(
+  self: Effect.Effect<A, E, R>,
+  policy: Policy,
+  options: RetryOptions<E> | undefined,
+  startedAt: number | undefined,
+  cause: Cause.Cause<E>
+) => Effect.Effect<A, E, R> = onFirstFailure
+
+/**
  * Runs `self`, retrying its failures under `policy`. Retries only failures whose category is
  * `transient` or `resource` (uncategorised failures are not retried) unless `while` / `until`
  * is given; never retries defects or interruption; stops when the policy's attempts or time

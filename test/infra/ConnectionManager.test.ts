@@ -265,6 +265,27 @@ describe("ConnectionManager", () => {
       expect(stats).toMatchObject({ active: 0, total: 2, successes: 1, failures: 0, interrupted: 1 })
     }))
 
+  it.scopedLive("a request still waiting for a connection can be interrupted or time out, and is never sent", () =>
+    Effect.gen(function*() {
+      const { port, seen } = yield* startServer
+      const manager = yield* ConnectionManager.make({
+        pools: { queued: { baseUrl: `http://127.0.0.1:${port}`, maxConnections: 1, retry: false } }
+      })
+      const holder = yield* Effect.fork(manager.request("queued", get("/hang")))
+      yield* within(seen.hangArrived, 2000)
+      // Both wait behind /hang for the pool's only connection.
+      const interrupted = yield* Effect.fork(manager.request("queued", get("/echo?n=1")))
+      const timedOut = yield* Effect.exit(manager.request("queued", get("/echo?n=2"), { timeout: "50 millis" }))
+      expect(failureOf(timedOut)).toBeInstanceOf(TimeoutError)
+      yield* Fiber.interrupt(interrupted)
+      yield* Fiber.interrupt(holder)
+      yield* within(seen.hangClosed, 2000)
+      const next = yield* manager.request("queued", get("/echo?n=3"), { timeout: "2 seconds" })
+      expect(next.status).toBe(200)
+      expect(seen.requests.map((r) => r.url)).toEqual(["/hang", "/echo?n=3"])
+      expect((yield* manager.stats).pools["queued"]).toMatchObject({ active: 0, interrupted: 2, successes: 1, failures: 1 })
+    }))
+
   it.scopedLive("caps the requests on the wire at maxConnections", () =>
     Effect.gen(function*() {
       const { port, seen } = yield* startServer
