@@ -10,6 +10,7 @@ import * as CacheExample from "../examples/cache.js"
 import * as CircuitBreakerExample from "../examples/circuit-breaker.js"
 import * as CommandRunnerExample from "../examples/command-runner.js"
 import * as ConnectionManagerExample from "../examples/connection-manager.js"
+import * as CqrsExample from "../examples/cqrs.js"
 import * as ErrorContextExample from "../examples/error-context.js"
 import * as Errors from "../examples/errors.js"
 import * as EventBusExample from "../examples/event-bus.js"
@@ -22,6 +23,7 @@ import * as ProtectExample from "../examples/protect.js"
 import * as RateLimiterExample from "../examples/rate-limiter.js"
 import * as RecoveryExample from "../examples/recovery.js"
 import * as ResourceManagerExample from "../examples/resource-manager.js"
+import * as RepositoryExample from "../examples/repository.js"
 import * as RetryExample from "../examples/retry.js"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
@@ -30,7 +32,7 @@ describe("README examples", () => {
   it("the README shows every example file verbatim", () => {
     const readme = readFileSync(`${root}/README.md`, "utf8")
     const files = readdirSync(`${root}/examples`).filter((f) => f.endsWith(".ts"))
-    expect(files.length).toBe(19)
+    expect(files.length).toBe(21)
     for (const file of files) {
       const source = readFileSync(`${root}/examples/${file}`, "utf8")
       expect(readme, `README block for examples/${file}`).toContain("```ts\n" + source + "```")
@@ -180,6 +182,20 @@ describe("README examples", () => {
       const result = yield* ConnectionManagerExample.program(`http://127.0.0.1:${port}`)
       expect(result).toEqual({ item: { url: "/v1/items/42" }, missing: "404 permanent", calls: 2 })
       expect(seen).toEqual(["shop", "shop"]) // the 404 was sent once, not retried
+    }))
+
+  it.effect("cqrs", () =>
+    Effect.gen(function*() {
+      expect(yield* CqrsExample.program).toEqual({
+        found: { email: "ann@example.com" },
+        invalidField: "create_user.email",
+        redacted: { user: { password: "[REDACTED]" } }
+      })
+    }))
+
+  it.effect("repository", () =>
+    Effect.gen(function*() {
+      expect(yield* RepositoryExample.program).toEqual({ idle: ["a1"], refused: "AlreadyExistsError", load: 0.5 })
     }))
 
   it.effect("task pools", () =>

@@ -118,6 +118,22 @@ export const names = {
      * measurements { count: 1 } · metadata { runner, command, reason: "not_allowed" | "concurrency" }
      */
     rejected: "foundation.command_runner.rejected"
+  },
+  repository: {
+    /** After the commit. measurements { count: 1 } · metadata { repository, key, store } */
+    insert: "foundation.repository.insert",
+    /** After the commit. measurements { count: 1 } · metadata { repository, key, store } */
+    update: "foundation.repository.update",
+    /** After the commit. measurements { count: 1 } · metadata { repository, key, store } */
+    delete: "foundation.repository.delete"
+  },
+  cqrs: {
+    /** measurements {} · metadata { command, params (redacted) } */
+    commandStarted: "foundation.cqrs.command.started",
+    /** measurements { duration (ms), duration_us } · metadata { command, success, error? } */
+    commandCompleted: "foundation.cqrs.command.completed",
+    /** measurements { duration (ms), duration_us } · metadata { query, cache_hit, coalesced, success, error? } */
+    queryExecuted: "foundation.cqrs.query.executed"
   }
 } as const
 
