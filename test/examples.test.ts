@@ -25,6 +25,7 @@ import * as RecoveryExample from "../examples/recovery.js"
 import * as ResourceManagerExample from "../examples/resource-manager.js"
 import * as RepositoryExample from "../examples/repository.js"
 import * as RetryExample from "../examples/retry.js"
+import * as SupervisorExample from "../examples/supervisor.js"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
 
@@ -32,7 +33,7 @@ describe("README examples", () => {
   it("the README shows every example file verbatim", () => {
     const readme = readFileSync(`${root}/README.md`, "utf8")
     const files = readdirSync(`${root}/examples`).filter((f) => f.endsWith(".ts"))
-    expect(files.length).toBe(21)
+    expect(files.length).toBe(22)
     for (const file of files) {
       const source = readFileSync(`${root}/examples/${file}`, "utf8")
       expect(readme, `README block for examples/${file}`).toContain("```ts\n" + source + "```")
@@ -196,6 +197,14 @@ describe("README examples", () => {
   it.effect("repository", () =>
     Effect.gen(function*() {
       expect(yield* RepositoryExample.program).toEqual({ idle: ["a1"], refused: "AlreadyExistsError", load: 0.5 })
+    }))
+
+  it.effect("supervisor", () =>
+    Effect.gen(function*() {
+      expect(yield* SupervisorExample.program).toEqual({
+        starts: ["ingest#1", "report#1", "ingest#2"],
+        children: ["ingest:running", "report:running"]
+      })
     }))
 
   it.effect("task pools", () =>

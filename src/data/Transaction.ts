@@ -13,7 +13,8 @@
  *   SQLite) or the database's own locks (PostgreSQL, which detects deadlocks and fails one side
  *   with a `StoreError`), never per-repository locks taken in arbitrary order. A write of the
  *   same store made inside the transaction (from the same fiber or a fiber it forked) joins it
- *   instead of waiting for the lock the transaction holds.
+ *   instead of waiting for the lock the transaction holds. (A transaction that waits for a write
+ *   of the same store made by a fiber it did not fork waits for itself: make the write inside.)
  * - Nested `run` calls are savepoints: if an inner one fails and the outer effect recovers, only
  *   the inner writes are undone.
  * - Change events are published after the commit, in order; a rolled-back transaction publishes

@@ -127,6 +127,14 @@ export const names = {
     /** After the commit. measurements { count: 1 } · metadata { repository, key, store } */
     delete: "foundation.repository.delete"
   },
+  supervisor: {
+    /** measurements { count: 1 } · metadata { supervisor, child, reason: normal | failure | defect | interrupted, incarnation } */
+    childExited: "foundation.supervisor.child_exited",
+    /** measurements { count: 1 } · metadata { supervisor, child, reason (of the exit), incarnation } */
+    childRestarted: "foundation.supervisor.child_restarted",
+    /** measurements { count: 1 } · metadata { supervisor, child, reason: intensity | backoff_exhausted, incarnation } */
+    escalated: "foundation.supervisor.escalated"
+  },
   cqrs: {
     /** measurements {} · metadata { command, params (redacted) } */
     commandStarted: "foundation.cqrs.command.started",
