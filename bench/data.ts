@@ -9,9 +9,13 @@
  */
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import * as Criteria from "../src/data/Criteria.js"
 import * as MemoryStore from "../src/data/MemoryStore.js"
 import * as Repository from "../src/data/Repository.js"
+import * as SqlStore from "../src/data/SqlStore.js"
 import * as Transaction from "../src/data/Transaction.js"
 
 const Item = Schema.Struct({
@@ -51,6 +55,8 @@ export interface DataReport {
   readonly indexedQueryMicros: number
   readonly scanQueryMicros: number
   readonly transactionsPerSecond: number
+  readonly sqliteInsertsPerSecond: number
+  readonly sqliteIndexedQueryMicros: number
 }
 
 const median = (xs: ReadonlyArray<number>): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
@@ -136,17 +142,67 @@ const memory = Effect.gen(function*() {
   }
 }).pipe(Effect.provide(MemoryStore.layer))
 
+/** Records written to SQLite: a file on disk, as an embedded user would run it. */
+export const SQLITE_N = 20_000
+
+const sqlite = (filename: string) =>
+  Effect.scoped(Effect.gen(function*() {
+    const rows: Array<Row> = []
+    const repo = yield* Repository.make({ name: "items", schema: Item, key: "id", indexes: ["group"] })
+    const start = performance.now()
+    yield* Transaction.run(Effect.gen(function*() {
+      for (let i = 0; i < SQLITE_N; i++) yield* repo.insert(item(i))
+    }))
+    const inserts = SQLITE_N / ((performance.now() - start) / 1000)
+    rows.push(log({ name: `SQLite file: insert in one transaction, ${SQLITE_N} records (row + index row each)`, perSecond: inserts }))
+    const indexed = repo.query({ where: Criteria.eq("group", 417) })
+    const scanned = repo.query({ where: Criteria.eq("groupCopy", 417) })
+    const found = (yield* indexed).length
+    const foundByScan = (yield* scanned).length
+    const expected = SQLITE_N / groups
+    if (found !== expected || foundByScan !== expected) {
+      return yield* Effect.dieMessage(`expected ${expected} rows, got ${found} / ${foundByScan}`)
+    }
+    const indexedMicros = median(yield* Effect.forEach([1, 2, 3, 4, 5], () => micros(indexed, 500)))
+    const scanMicros = median(yield* Effect.forEach([1, 2, 3], () => micros(scanned, 5)))
+    rows.push(log({ name: `SQLite file: indexed query, eq on an indexed attribute (${expected} of ${SQLITE_N} rows)`, micros: indexedMicros }))
+    rows.push(log({ name: "SQLite file: the same query on an unindexed attribute (JSON scan)", micros: scanMicros }))
+    const get = repo.get("item-4242")
+    rows.push(log({ name: "SQLite file: get by key", micros: median(yield* Effect.forEach([1, 2, 3], () => micros(get, 5_000))) }))
+    const counters = yield* Repository.make({ name: "counters", schema: Counter, key: "id" })
+    yield* counters.insert({ id: "c", value: 0 })
+    let next = SQLITE_N
+    const transaction = Transaction.run(Effect.zipRight(
+      Effect.suspend(() => repo.insert(item(next++))),
+      counters.update("c", (c) => ({ ...c, value: c.value + 1 }))
+    ))
+    const txRate = 1e6 / (yield* micros(transaction, 2_000))
+    rows.push(log({ name: "SQLite file: transaction over two repositories (insert + update, a commit each)", perSecond: txRate }))
+    return { rows, inserts, indexedMicros }
+  })).pipe(Effect.provide(SqlStore.layerSqlite({ filename })))
+
 export const run: Effect.Effect<DataReport> = Effect.gen(function*() {
   console.log("-- repositories")
   const report = yield* memory
-  return report
+  const onDisk = yield* Effect.acquireUseRelease(
+    Effect.sync(() => mkdtempSync(join(tmpdir(), "foundation-bench-"))),
+    (dir) => sqlite(join(dir, "bench.db")),
+    (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+  )
+  return {
+    ...report,
+    rows: [...report.rows, ...onDisk.rows],
+    sqliteInsertsPerSecond: onDisk.inserts,
+    sqliteIndexedQueryMicros: onDisk.indexedMicros
+  }
 }).pipe(Effect.orDie)
 
 /** The report as a RESULTS.md section. */
 export const markdown = (report: DataReport): string => `## Repositories
 
-${N.toLocaleString("en")} records of a 5-field Schema struct, an indexed attribute with 100 records
-per value; one fiber; throughputs best of 3 rounds, latencies median of rounds.
+${N.toLocaleString("en")} records of a 5-field Schema struct in memory (${SQLITE_N.toLocaleString("en")} in a SQLite file), an
+indexed attribute with 100 records per value in memory (20 on SQLite); one fiber; in-memory
+throughputs best of 3 rounds, latencies median of rounds.
 
 | scenario | figure |
 |---|---|

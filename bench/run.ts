@@ -8,6 +8,8 @@ import { writeFileSync } from "node:fs"
 import { cpus } from "node:os"
 import { fileURLToPath } from "node:url"
 import { ns, type Row } from "./harness.js"
+import * as Agents from "./agents.js"
+import * as Data from "./data.js"
 import * as EventBusBench from "./eventbus.js"
 import * as Http from "./http.js"
 import * as Resilience from "./resilience.js"
@@ -23,6 +25,8 @@ const program = Effect.gen(function*() {
   const report = yield* Resilience.run
   const bus = yield* EventBusBench.run
   const http = yield* Http.run
+  const data = yield* Data.run
+  const agents = yield* Agents.run
   const busRate = (name: string) => bus.rows.find((r) => r.name === name)?.perSecond ?? Number.NaN
   const oneSubscriber = busRate("EventBus, 1 subscriber (pattern agent.task.*)")
   const withNoise = busRate("EventBus, 1 subscriber + 1,000 non-matching pattern subscriptions")
@@ -71,6 +75,12 @@ what to compare across machines.
 | event bus: 1,000 non-matching pattern subscriptions cost ≤ 1.5× the single-subscription case | ${(oneSubscriber / withNoise).toFixed(2)}× (repeated topics); ${(uniqueTopics / uniqueWithNoise).toFixed(2)}× (every topic new, through the trie) | ${check(oneSubscriber / withNoise <= 1.5 && uniqueTopics / uniqueWithNoise <= 1.5)} |
 | ConnectionManager request within 5% of a bare undici \`request\` (loopback keep-alive GET) | ${http.ratio.toFixed(2)}× | ${check(http.targetMet)} |
 | 100,000 idle breakers ≤ 50 MB and no fibers | ${(idle.bytesNeverCalled / 1e6).toFixed(1)} MB never called; ${idle.fibers} fibers | ${check(idle.bytesNeverCalled <= 50e6 && idle.fibers === 0)} |
+| repository in memory: indexed query (~100 of 100,000) ≥ 100× faster than a full scan | ${(data.scanQueryMicros / data.indexedQueryMicros).toFixed(0)}× (${data.indexedQueryMicros.toFixed(1)} µs vs ${(data.scanQueryMicros / 1000).toFixed(2)} ms) | ${check(data.scanQueryMicros / data.indexedQueryMicros >= 100)} |
+| repository in memory: ≥ 200,000 inserts/s | ${(data.memoryInsertsPerSecond / 1000).toFixed(0)} k/s | ${check(data.memoryInsertsPerSecond >= 200_000)} |
+| repository in memory: ≥ 50,000 two-repository transactions/s | ${(data.transactionsPerSecond / 1000).toFixed(0)} k/s | ${check(data.transactionsPerSecond >= 50_000)} |
+| SQLite (reported): inserts/s in a transaction; indexed query latency | ${(data.sqliteInsertsPerSecond / 1000).toFixed(1)} k/s; ${data.sqliteIndexedQueryMicros.toFixed(0)} µs | – |
+| 100,000 idle agents spawned in ≤ 3 s, ≤ 4 KB each | ${agents.spawnSeconds.toFixed(2)} s, ${(agents.bytesPerAgent / 1024).toFixed(2)} KB | ${check(agents.spawnSeconds <= 3 && agents.bytesPerAgent <= 4096)} |
+| agent call round trip ≥ 100,000 calls/s | ${(agents.callsPerSecond / 1000).toFixed(0)} k/s | ${check(agents.callsPerSecond >= 100_000)} |
 
 ## Per-call overhead
 
@@ -102,7 +112,9 @@ ${bus.rows.map((r) => `| ${r.name} | ${(r.perSecond / 1e6).toFixed(2)} M |`).joi
 | heap after one call each, \`metrics: false\` | ${(idle.bytesCalledOnceWithoutMetrics / 1e6).toFixed(1)} MB (${(idle.bytesCalledOnceWithoutMetrics / idle.count).toFixed(0)} B each) |
 | fibers started | ${idle.fibers} |
 
-${Http.markdown(http)}`
+${Http.markdown(http)}
+${Data.markdown(data)}
+${Agents.markdown(agents)}`
   const out = fileURLToPath(new URL("../../bench/RESULTS.md", import.meta.url))
   writeFileSync(out, md)
   console.log(`\nwritten ${out}`)

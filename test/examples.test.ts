@@ -1,6 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, Option, TestClock } from "effect"
-import { readdirSync, readFileSync } from "node:fs"
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { fileURLToPath } from "node:url"
@@ -25,6 +27,7 @@ import * as RecoveryExample from "../examples/recovery.js"
 import * as ResourceManagerExample from "../examples/resource-manager.js"
 import * as RepositoryExample from "../examples/repository.js"
 import * as RetryExample from "../examples/retry.js"
+import * as SqlStoreExample from "../examples/sqlstore.js"
 import * as SupervisorExample from "../examples/supervisor.js"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
@@ -33,7 +36,7 @@ describe("README examples", () => {
   it("the README shows every example file verbatim", () => {
     const readme = readFileSync(`${root}/README.md`, "utf8")
     const files = readdirSync(`${root}/examples`).filter((f) => f.endsWith(".ts"))
-    expect(files.length).toBe(22)
+    expect(files.length).toBe(23)
     for (const file of files) {
       const source = readFileSync(`${root}/examples/${file}`, "utf8")
       expect(readme, `README block for examples/${file}`).toContain("```ts\n" + source + "```")
@@ -198,6 +201,16 @@ describe("README examples", () => {
     Effect.gen(function*() {
       expect(yield* RepositoryExample.program).toEqual({ idle: ["a1"], refused: "AlreadyExistsError", load: 0.5 })
     }))
+
+  it.effect("sql store: what SQLite wrote survives closing the store", () =>
+    Effect.acquireUseRelease(
+      Effect.sync(() => mkdtempSync(join(tmpdir(), "foundation-example-"))),
+      (dir) =>
+        Effect.map(SqlStoreExample.program(join(dir, "jobs.db")), (result) => {
+          expect(result).toEqual({ count: 2, email: ["j1"] })
+        }),
+      (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+    ))
 
   it.effect("supervisor", () =>
     Effect.gen(function*() {
