@@ -6,6 +6,8 @@ import { join } from "node:path"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { fileURLToPath } from "node:url"
+import * as AgentExample from "../examples/agent.js"
+import * as AgentRegistryExample from "../examples/agent-registry.js"
 import * as BatchExample from "../examples/batch.js"
 import * as BulkheadTimeout from "../examples/bulkhead-timeout.js"
 import * as CacheExample from "../examples/cache.js"
@@ -36,7 +38,7 @@ describe("README examples", () => {
   it("the README shows every example file verbatim", () => {
     const readme = readFileSync(`${root}/README.md`, "utf8")
     const files = readdirSync(`${root}/examples`).filter((f) => f.endsWith(".ts"))
-    expect(files.length).toBe(23)
+    expect(files.length).toBe(28)
     for (const file of files) {
       const source = readFileSync(`${root}/examples/${file}`, "utf8")
       expect(readme, `README block for examples/${file}`).toContain("```ts\n" + source + "```")
@@ -211,6 +213,21 @@ describe("README examples", () => {
         }),
       (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
     ))
+
+  it.effect("agent", () =>
+    Effect.gen(function*() {
+      expect(yield* AgentExample.program).toEqual({ refused: "Overdrawn", invalidField: "account.deposit.amount", left: 45 })
+    }))
+
+  it.effect("agent registry", () =>
+    Effect.gen(function*() {
+      expect(yield* AgentRegistryExample.program).toEqual({
+        roomy: ["gpu-1"],
+        answer: "batch 7: done",
+        inference: ["gpu-1"],
+        changes: ["Registered gpu-1", "Registered cpu-1", "Down cpu-1 (defect)"]
+      })
+    }))
 
   it.effect("supervisor", () =>
     Effect.gen(function*() {

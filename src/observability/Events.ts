@@ -135,6 +135,62 @@ export const names = {
     /** measurements { count: 1 } · metadata { supervisor, child, reason: intensity | backoff_exhausted, incarnation } */
     escalated: "foundation.supervisor.escalated"
   },
+  agentRegistry: {
+    /** measurements { count: 1 } · metadata { registry, agent_id, capabilities, health_status, node } */
+    register: "foundation.mabeam.registry.register",
+    /** measurements { count: 1 } · metadata { registry, agent_id, reason: already_exists | validation, error } */
+    registerFailed: "foundation.mabeam.registry.register_failed",
+    /** measurements { count: 1 } · metadata { registry, agent_id, reason: explicit | stopped } */
+    unregister: "foundation.mabeam.registry.unregister",
+    /** measurements { count: 1 } · metadata { registry, agent_id, reason: not_found } */
+    unregisterFailed: "foundation.mabeam.registry.unregister_failed",
+    /** measurements { count: 1 } · metadata { registry, agent_id, old_capabilities, new_capabilities, old_health, new_health } */
+    update: "foundation.mabeam.registry.update",
+    /** measurements { count: 1 } · metadata { registry, agent_id, reason: not_found | validation, error? } */
+    updateFailed: "foundation.mabeam.registry.update_failed",
+    /** (`telemetry: "all"`) measurements { result_count } · metadata { registry, query_type: indexed | scan } */
+    query: "foundation.mabeam.registry.query",
+    /** measurements { count: 1, timestamp } · metadata { registry, agent_id, reason, capabilities, health_status, node } */
+    agentDown: "foundation.mabeam.registry.agent_down",
+    /** measurements { duration, total_count, success_count, failed_count } · metadata { registry, operation: batch_register, status } */
+    batchOperation: "foundation.mabeam.registry.batch_operation"
+  },
+  agentMonitor: {
+    /** measurements { interval_ms, timeout_ms } · metadata { monitor, agent_id } */
+    started: "foundation.mabeam.agent_monitor.started",
+    /** measurements { count: 1 } · metadata { monitor, agent_id, from (a health or "unknown"), to } */
+    healthChanged: "foundation.mabeam.agent_monitor.health_changed",
+    /** measurements { count: 1, consecutive_failures } · metadata { monitor, agent_id, reason: failure | timeout, error } */
+    checkFailed: "foundation.mabeam.agent_monitor.check_failed",
+    /** measurements { count: 1, checks } · metadata { monitor, agent_id, reason: unregistered | failure | defect | interrupted } */
+    agentDown: "foundation.mabeam.agent_monitor.agent_down",
+    /** measurements { count: 1, checks } · metadata { monitor, agent_id } */
+    stopped: "foundation.mabeam.agent_monitor.stopped"
+  },
+  scheduler: {
+    /** measurements { count: 1 } · metadata { scheduler, agent_id, schedule_id, action, timing, replaced } */
+    scheduled: "foundation.mabeam.scheduler.scheduled",
+    /** measurements { count: 1, runs } · metadata { scheduler, agent_id, schedule_id, reason: explicit | agent | completed } */
+    unscheduled: "foundation.mabeam.scheduler.unscheduled",
+    /** measurements { count: 1 } · metadata { scheduler, agent_id, schedule_id, timing } */
+    intervalUpdated: "foundation.mabeam.scheduler.interval_updated",
+    /** measurements { count: 1, failures } · metadata { scheduler, agent_id, schedule_id, action, trigger: timer | run_now, error } */
+    deliveryFailed: "foundation.mabeam.scheduler.delivery_failed",
+    /** measurements { schedules } · metadata { scheduler, agent_id, reason: unregistered | failure | defect | interrupted | stopped | replaced } */
+    agentEnded: "foundation.mabeam.scheduler.agent_ended"
+  },
+  taskAgent: {
+    /** measurements { count: 1 } · metadata { agent_id, task_id, task_type, priority } */
+    started: "foundation.jido_system.task.started",
+    /** measurements { duration, count: 1 } · metadata { agent_id, task_id, task_type, result: "success" } */
+    completed: "foundation.jido_system.task.completed",
+    /** measurements { duration, count: 1 } · metadata { agent_id, task_id, task_type, reason (the error's tag), error } */
+    failed: "foundation.jido_system.task.failed",
+    /** measurements { error_count, queue_size } · metadata { agent_id, reason } */
+    paused: "foundation.jido.agent.task_processing_paused",
+    /** measurements { error_count, queue_size } · metadata { agent_id } */
+    resumed: "foundation.jido.agent.task_processing_resumed"
+  },
   cqrs: {
     /** measurements {} · metadata { command, params (redacted) } */
     commandStarted: "foundation.cqrs.command.started",

@@ -42,6 +42,11 @@ export class DeadlineWheel {
 
   constructor(private readonly clock: Clock.Clock) {}
 
+  /** The wheel's clock, in milliseconds. */
+  now(): number {
+    return this.clock.unsafeCurrentTimeMillis()
+  }
+
   /** Number of registered, unfired deadlines. */
   get size(): number {
     return this.pending
