@@ -1,18 +1,41 @@
 /**
- * `npm run bench`: runs every benchmark in one process and writes `bench/RESULTS.md`.
+ * `npm run bench`: runs every benchmark section, each in a fresh Node process one after the other
+ * (`only.js <section> --report`: one section's JIT and heap state cannot skew the next one's; the
+ * rows compared within a section always run in the same process), and writes `bench/RESULTS.md`.
  * Build first (`tsc -p tsconfig.bench.json`): figures taken under a loader that keeps function
  * names (tsx) are inflated by hundreds of nanoseconds per closure.
  */
 import * as Effect from "effect/Effect"
+import { spawn } from "node:child_process"
 import { writeFileSync } from "node:fs"
 import { cpus } from "node:os"
 import { fileURLToPath } from "node:url"
 import { ns, type Row } from "./harness.js"
 import * as Agents from "./agents.js"
 import * as Data from "./data.js"
-import * as EventBusBench from "./eventbus.js"
+import type * as EventBusBench from "./eventbus.js"
 import * as Http from "./http.js"
-import * as Resilience from "./resilience.js"
+import type { Section } from "./only.js"
+import * as Registry from "./registry.js"
+import type * as Resilience from "./resilience.js"
+
+/** Runs one section in a fresh process, its output passed through; its report. */
+const section = <A>(name: Section): Effect.Effect<A> =>
+  Effect.async<A>((resume) => {
+    const script = fileURLToPath(new URL("./only.js", import.meta.url))
+    const child = spawn(process.execPath, ["--expose-gc", script, name, "--report"], { stdio: ["ignore", "pipe", "inherit"] })
+    let out = ""
+    child.stdout.setEncoding("utf8")
+    child.stdout.on("data", (chunk: string) => {
+      out += chunk
+      for (const line of chunk.split("\n")) if (line !== "" && !line.startsWith("REPORT ")) console.log(line)
+    })
+    child.on("close", (code) => {
+      const line = out.split("\n").find((l) => l.startsWith("REPORT "))
+      if (code !== 0 || line === undefined) resume(Effect.dieMessage(`bench section ${name} failed (exit ${code})`))
+      else resume(Effect.succeed(JSON.parse(line.slice("REPORT ".length)) as A))
+    })
+  })
 
 const find = (rows: ReadonlyArray<Row>, name: string): Row => {
   const row = rows.find((r) => r.name === name)
@@ -22,11 +45,12 @@ const find = (rows: ReadonlyArray<Row>, name: string): Row => {
 
 const program = Effect.gen(function*() {
   const started = new Date().toISOString()
-  const report = yield* Resilience.run
-  const bus = yield* EventBusBench.run
-  const http = yield* Http.run
-  const data = yield* Data.run
-  const agents = yield* Agents.run
+  const report = yield* section<Resilience.ResilienceReport>("resilience")
+  const bus = yield* section<EventBusBench.EventBusReport>("eventbus")
+  const http = yield* section<Http.HttpReport>("http")
+  const data = yield* section<Data.DataReport>("data")
+  const agents = yield* section<Agents.AgentsReport>("agents")
+  const registry = yield* section<Registry.RegistryReport>("registry")
   const busRate = (name: string) => bus.rows.find((r) => r.name === name)?.perSecond ?? Number.NaN
   const oneSubscriber = busRate("EventBus, 1 subscriber (pattern agent.task.*)")
   const withNoise = busRate("EventBus, 1 subscriber + 1,000 non-matching pattern subscriptions")
@@ -81,6 +105,9 @@ what to compare across machines.
 | SQLite (reported): inserts/s in a transaction; indexed query latency | ${(data.sqliteInsertsPerSecond / 1000).toFixed(1)} k/s; ${data.sqliteIndexedQueryMicros.toFixed(0)} µs | – |
 | 100,000 idle agents spawned in ≤ 3 s, ≤ 4 KB each | ${agents.spawnSeconds.toFixed(2)} s, ${(agents.bytesPerAgent / 1024).toFixed(2)} KB | ${check(agents.spawnSeconds <= 3 && agents.bytesPerAgent <= 4096)} |
 | agent call round trip ≥ 100,000 calls/s | ${(agents.callsPerSecond / 1000).toFixed(0)} k/s | ${check(agents.callsPerSecond >= 100_000)} |
+| agent registry (100,000 agents): lookup ≥ 2,000,000/s in one fiber | ${(registry.lookupsPerSecond / 1e6).toFixed(2)} M/s | ${check(registry.lookupsPerSecond >= 2e6)} |
+| agent registry: query by capability returning ~100 agents ≤ 20 µs | ${registry.queryMicros.toFixed(1)} µs (${registry.queryResults} agents) | ${check(registry.queryMicros <= 20)} |
+| agent registry: register ≥ 100,000/s | ${(registry.registerPerSecond / 1000).toFixed(0)} k/s (${(registry.bytesPerAgent / 1024).toFixed(2)} KB per entry) | ${check(registry.registerPerSecond >= 100_000)} |
 
 ## Per-call overhead
 
@@ -114,7 +141,8 @@ ${bus.rows.map((r) => `| ${r.name} | ${(r.perSecond / 1e6).toFixed(2)} M |`).joi
 
 ${Http.markdown(http)}
 ${Data.markdown(data)}
-${Agents.markdown(agents)}`
+${Agents.markdown(agents)}
+${Registry.markdown(registry)}`
   const out = fileURLToPath(new URL("../../bench/RESULTS.md", import.meta.url))
   writeFileSync(out, md)
   console.log(`\nwritten ${out}`)

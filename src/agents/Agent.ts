@@ -209,6 +209,12 @@ export interface AgentRef<D extends AnyDefinition = AnyDefinition> {
   readonly mailboxSize: Effect.Effect<number>
   /** True while an incarnation runs. */
   readonly running: Effect.Effect<boolean>
+  /**
+   * Waits until the agent has ended for good (a spawned agent's scope closed, whatever closed
+   * it); at once if it has. A supervised agent never ends this way: its reference outlives each
+   * incarnation.
+   */
+  readonly ended: Effect.Effect<void>
   /** Stops the agent (spawned: closes its scope; supervised: use the supervisor). */
   readonly stop: Effect.Effect<void>
 }
@@ -587,11 +593,14 @@ class Cell {
   }
 
   ref: AnyAgentRef = undefined as never
+  /** Completed when the agent ends for good (made on first use: most agents are never awaited). */
+  endedSignal: Deferred.Deferred<void> | undefined = undefined
 }
 
 /** Fails every message still queued or waiting: the agent ended for good. */
 const drain = (cell: Cell, cause: Cause.Cause<unknown>): void => {
   cell.closed = true
+  if (cell.endedSignal !== undefined) Deferred.unsafeDone(cell.endedSignal, Exit.void)
   const left = cell.takeAll()
   if (left.length === 0) return
   const error = Cause.isInterruptedOnly(cause) || Cause.isEmpty(cause)
@@ -723,6 +732,7 @@ const refOf = <D extends AnyDefinition>(
     state: Effect.sync(() => cell.state as StateOf<D>),
     mailboxSize: Effect.sync(() => cell.closed ? 0 : cell.size),
     running: Effect.sync(() => cell.running),
+    ended: Effect.suspend(() => cell.closed ? Effect.void : Deferred.await(cell.endedSignal ??= Deferred.unsafeMake(FiberId.none))),
     stop
   }
   cell.ref = reference === undefined ? ref : reference(ref)

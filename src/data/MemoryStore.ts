@@ -48,9 +48,22 @@ interface Stored<A, K extends Key> {
   readonly row: Row<A, K>
   readonly encoded: Record<string, unknown>
   readonly keyText: string
+  /** The key has no UTF-16 surrogates: its native string order is its code point order. */
+  readonly plainKey: boolean
   /** The index keys of each index (in the table's index order). */
   readonly indexKeys: ReadonlyArray<ReadonlyArray<string>>
 }
+
+const surrogate = /[\uD800-\uDFFF]/
+
+/**
+ * Key order (code points), the default order of query results: the native comparison where it
+ * means the same (no surrogates in either key: about 4× faster than `Criteria.compareStrings`).
+ */
+const byKey = (a: Stored<unknown, Key>, b: Stored<unknown, Key>): number =>
+  a.plainKey && b.plainKey
+    ? (a.keyText < b.keyText ? -1 : a.keyText > b.keyText ? 1 : 0)
+    : Criteria.compareStrings(a.keyText, b.keyText)
 
 /** An overlay entry: the new record, or null for a deletion. */
 type Pending<A, K extends Key> = Stored<A, K> | null
@@ -107,15 +120,19 @@ class Tx {
 /** The committed state of one repository. */
 class Table<A, K extends Key> {
   readonly rows = new Map<string, Stored<A, K>>()
-  /** pathKey → index key → key texts. */
-  readonly index: ReadonlyArray<Map<string, Set<string>>>
+  /** Per index (in the spec's order): index key → the stored rows with it, by key text. */
+  readonly index: ReadonlyArray<Map<string, Map<string, Stored<A, K>>>>
   /** Key texts in order, rebuilt on demand after an insert or a delete. */
   private sorted: Array<string> | undefined = undefined
   listeners = 0
   readonly pubsub: PubSub.PubSub<Change<A, K>>
 
+  /** pathKey → position in `index`. */
+  private readonly positions: ReadonlyMap<string, number>
+
   constructor(readonly spec: config.Resolved<A, K>, pubsub: PubSub.PubSub<Change<A, K>>) {
     this.index = spec.indexes.map(() => new Map())
+    this.positions = new Map(spec.indexes.map((path, i) => [Criteria.pathKey(path), i]))
     this.pubsub = pubsub
   }
 
@@ -145,9 +162,9 @@ class Table<A, K extends Key> {
     for (let i = 0; i < this.index.length; i++) {
       const index = this.index[i]!
       for (const k of entry.indexKeys[i]!) {
-        let keys = index.get(k)
-        if (keys === undefined) index.set(k, keys = new Set())
-        keys.add(keyText)
+        let members = index.get(k)
+        if (members === undefined) index.set(k, members = new Map())
+        members.set(keyText, entry)
       }
     }
   }
@@ -163,13 +180,14 @@ class Table<A, K extends Key> {
   /** The committed rows that may match `plan` (from the index when it has one). */
   candidates(plan: Criteria.Plan): Iterable<Stored<A, K>> {
     if (plan.index === undefined) return this.rows.values()
-    const position = this.spec.indexes.findIndex((p) => Criteria.pathKey(p) === Criteria.pathKey(plan.index!.path))
-    const index = this.index[position]!
+    const index = this.index[this.positions.get(Criteria.pathKey(plan.index.path))!]!
+    const keys = plan.index.keys
+    // One index key: its members are the candidates, as they are (the index holds the rows).
+    if (keys.length === 1) return index.get(keys[0]!)?.values() ?? []
     const out = new Set<Stored<A, K>>()
-    for (const k of plan.index.keys) {
-      const keys = index.get(k)
-      if (keys === undefined) continue
-      for (const keyText of keys) out.add(this.rows.get(keyText)!)
+    for (const k of keys) {
+      const members = index.get(k)
+      if (members !== undefined) for (const stored of members.values()) out.add(stored)
     }
     return out
   }
@@ -182,12 +200,16 @@ const derive = <A, K extends Key>(
   encoded: Record<string, unknown>,
   createdAt: number,
   updatedAt: number
-): Stored<A, K> => ({
-  row: { key, value, createdAt, updatedAt },
-  encoded,
-  keyText: config.keyText(key),
-  indexKeys: spec.indexes.map((path) => Criteria.indexKeys(Criteria.valueAt(encoded, path)))
-})
+): Stored<A, K> => {
+  const keyText = config.keyText(key)
+  return {
+    row: { key, value, createdAt, updatedAt },
+    encoded,
+    keyText,
+    plainKey: !surrogate.test(keyText),
+    indexKeys: spec.indexes.map((path) => Criteria.indexKeys(Criteria.valueAt(encoded, path)))
+  }
+}
 
 /** Makes an in-memory store (its clock is the one in the context now). */
 export const make: Effect.Effect<Store> = Effect.gen(function*() {
@@ -402,7 +424,7 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
         if (Either.isLeft(resolved)) return Effect.fail(resolved.left)
         const { limit, offset, orderBy, where } = resolved.right
         const found = matching(tx, Criteria.plan(where, spec.indexed))
-        found.sort(config.comparator(orderBy))
+        found.sort(orderBy.length === 0 ? byKey : config.comparator(orderBy))
         const end = limit === undefined ? found.length : offset + limit
         const rows: Array<Row<A, K>> = []
         for (let i = offset; i < end && i < found.length; i++) rows.push(found[i]!.row)

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Option, Ref, Schedule, Schema, TestClock } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Option, Ref, Schedule, Schema, Scope, TestClock } from "effect"
 import * as Agent from "../../src/agents/Agent.js"
 import * as Supervisor from "../../src/agents/Supervisor.js"
 import { TimeoutError, ValidationError } from "../../src/errors/FoundationError.js"
@@ -167,6 +167,28 @@ describe("Agent", () => {
       expect(refused).toMatchObject({ _tag: "Rejected", reason: "paused" })
       yield* agent.call("resume", {}) // the original's veto blocked resume too
       expect(yield* agent.call("increment", { by: 1 })).toBe(0)
+    }))
+
+  it.scoped("ended completes when the agent ends for good: a stop, a crash, its parent scope closing", () =>
+    Effect.gen(function*() {
+      const { definition } = yield* setup
+      const stopped = yield* Agent.spawn(definition, { id: "e1" })
+      const waiting = yield* Effect.fork(stopped.ended)
+      yield* Effect.repeatN(Effect.yieldNow(), 10)
+      expect(Option.isNone(yield* Fiber.poll(waiting))).toBe(true)
+      yield* stopped.stop
+      yield* Fiber.join(waiting)
+      yield* stopped.ended // at once, once ended
+      const crashed = yield* Agent.spawn(definition, { id: "e2" })
+      const crashWait = yield* Effect.fork(crashed.ended)
+      yield* Effect.exit(crashed.call("crash", {}))
+      yield* Fiber.join(crashWait)
+      const parent = yield* Scope.make()
+      const child = yield* Agent.spawn(definition, { id: "e3" }).pipe(Scope.extend(parent))
+      const childWait = yield* Effect.fork(child.ended)
+      yield* Scope.close(parent, Exit.void)
+      yield* Fiber.join(childWait)
+      expect(yield* child.running).toBe(false)
     }))
 
   it.scoped("stop: onStop runs, queued calls fail with AgentStoppedError, attach's resources are released", () =>
