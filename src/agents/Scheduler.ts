@@ -14,18 +14,23 @@
  *   (the original's `force_execution` started a second timer chain).
  * - Params are validated against the action's Schema when the schedule is made (`ValidationError`
  *   naming the field), so every delivery is a valid message.
- * - A schedule ends with its agent. For an agent the `AgentRegistry` runs (when the registry is
- *   in the context at `make`), all its schedules end the moment its registration leaves the
- *   registry (stop, crash, interruption, unregister), without waiting for a delivery; for any
- *   agent, a delivery that finds it stopped (`AgentStoppedError`) ends them all. A supervised
- *   agent's restart is a new registration: re-create its schedules in its `onStart` (`replace:
- *   true`). Closing the service's scope stops every timer.
+ * - A schedule ends with its agent, the moment the agent ends, without waiting for a delivery.
+ *   For an agent the `AgentRegistry` runs (when the registry is in the context at `make`), all
+ *   its schedules end when its registration leaves the registry (stop, crash, interruption,
+ *   unregister). For any other agent, one watcher fiber per agent (in the service's scope, made
+ *   with the agent's first schedule, interrupted with its last) awaits `AgentRef.ended` and ends
+ *   them all when the agent's scope closes (`stop`, a crash, its parent scope closing). As a
+ *   backstop, a delivery that finds the agent stopped (`AgentStoppedError`) ends them too. A
+ *   supervised agent's reference outlives its restarts: outside the registry its schedules live
+ *   until removed; under the registry a restart is a new registration, so re-create its schedules
+ *   in its `onStart` (`replace: true`). Closing the service's scope stops every timer and watcher.
  * - Deliveries are `cast` (fire and forget, as the original) or `call` (waits for the action,
  *   within `timeout`, so that its failures count). A failed delivery counts in `failures` and the
  *   schedule goes on.
  * - Stats per schedule (runs, failures, last run, next run, last error) and totals (runs and
  *   failures are cumulative over every schedule ever made; the schedule count is computed, so it
- *   cannot drift as the original's did on re-registration).
+ *   cannot drift as the original's did on re-registration). `watchers` counts the watcher fibers
+ *   alive, as the fibers themselves report it: 0 once no agent outside the registry has a schedule.
  *
  * Telemetry (when `Telemetry` is in the context at `make`; see `events`): `scheduled`,
  * `unscheduled`, `interval_updated`, `delivery_failed`, `agent_ended`. Metrics (tagged
@@ -38,6 +43,7 @@ import * as Cron from "effect/Cron"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Equal from "effect/Equal"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
@@ -147,6 +153,8 @@ export interface Stats {
   readonly endedWithAgent: number
   /** Schedules removed because their `schedule` ended. */
   readonly completed: number
+  /** Watcher fibers alive (one per agent outside the registry with a schedule; 0 when none: no leak). */
+  readonly watchers: number
   readonly schedules: ReadonlyArray<ScheduleInfo>
 }
 
@@ -263,6 +271,9 @@ interface Slot {
   readonly schedules: Map<string, Rec>
   /** Its registration, when the registry runs it. */
   watching: AgentMonitor.Watching | undefined
+  /** A fiber awaits `ref.ended` (the registry does not run it); `watcher` is that fiber once forked. */
+  watched: boolean
+  watcher: Fiber.RuntimeFiber<void> | undefined
   ended: boolean
 }
 
@@ -334,7 +345,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, ValidationEr
     })
 
     const slots = new Map<string, Slot>()
-    const totals = { schedules: 0, runs: 0, failures: 0, endedWithAgent: 0, completed: 0 }
+    const totals = { schedules: 0, runs: 0, failures: 0, endedWithAgent: 0, completed: 0, watchers: 0 }
     const sized = () => MetricKit.set(schedulesGauge, totals.schedules)
 
     const notFound = (agentId: string, scheduleId?: string) =>
@@ -359,15 +370,30 @@ export const make = (options: Options = {}): Effect.Effect<Service, ValidationEr
       return rec.fiber
     }
 
-    /** Removes one schedule from its slot (one step), and the slot when it was the last. */
-    const removeRec = (rec: Rec, reason: "explicit" | "completed"): Fiber.RuntimeFiber<void> | undefined => {
-      const fiber = endRec(rec)
+    /** Stops watching a slot's agent (one step); returns the watcher fiber to interrupt, if any. */
+    const unwatch = (slot: Slot): Fiber.RuntimeFiber<void> | undefined => {
+      slot.watching?.cancel()
+      slot.watching = undefined
+      const fiber = slot.watcher
+      slot.watched = false
+      slot.watcher = undefined
+      return fiber
+    }
+
+    /**
+     * Removes one schedule from its slot (one step), and the slot when it was the last. Returns the
+     * fibers to interrupt: the schedule's timer, and the agent's watcher when the slot went.
+     */
+    const removeRec = (rec: Rec, reason: "explicit" | "completed"): Array<Fiber.RuntimeFiber<void>> => {
+      const fibers: Array<Fiber.RuntimeFiber<void>> = []
+      const timerFiber = endRec(rec)
+      if (timerFiber !== undefined) fibers.push(timerFiber)
       const slot = rec.slot
       if (slot.schedules.get(rec.scheduleId) === rec) slot.schedules.delete(rec.scheduleId)
       if (slot.schedules.size === 0 && slots.get(slot.agentId) === slot) {
         slots.delete(slot.agentId)
-        slot.watching?.cancel()
-        slot.watching = undefined
+        const watcherFiber = unwatch(slot)
+        if (watcherFiber !== undefined) fibers.push(watcherFiber)
       }
       if (reason === "completed") totals.completed++
       telemetry?.unsafeEmit(events.unscheduled, { count: 1, runs: rec.runs }, {
@@ -376,7 +402,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, ValidationEr
         schedule_id: rec.scheduleId,
         reason
       })
-      return fiber
+      return fibers
     }
 
     /** The agent ended: every schedule of it ends (one step; timers interrupted without waiting). */
@@ -384,7 +410,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, ValidationEr
       if (slot.ended) return
       slot.ended = true
       if (slots.get(slot.agentId) === slot) slots.delete(slot.agentId)
-      slot.watching?.cancel()
+      unwatch(slot)?.unsafeInterruptAsFork(FiberId.none)
       let n = 0
       for (const rec of slot.schedules.values()) {
         const fiber = endRec(rec)
@@ -449,10 +475,40 @@ export const make = (options: Options = {}): Effect.Effect<Service, ValidationEr
           ? undefined
           : [next, Math.max(now, ScheduleIntervals.start(decision.intervals))] as const)
 
+    /** The schedule ended: removed, from its own timer fiber (which is not interrupted, it returns). */
     const completed = (rec: Rec, generation: number): Effect.Effect<void> =>
-      Effect.sync(() => {
-        if (!rec.ended && rec.generation === generation) removeRec(rec, "completed")
+      Effect.fiberIdWith((self) => {
+        if (rec.ended || rec.generation !== generation) return Effect.void
+        const others = removeRec(rec, "completed").filter((fiber) => !Equal.equals(fiber.id(), self))
+        return others.length === 0 ? Effect.void : Fiber.interruptAll(others)
       })
+
+    /**
+     * The watcher of an agent outside the registry: awaits its end, then ends its schedules. It
+     * counts itself in `totals.watchers` while it lives (both steps uninterruptible, so the count
+     * is exact even when it is interrupted before it starts).
+     */
+    const watchEnd = (slot: Slot): Effect.Effect<void> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.suspend(() => {
+          totals.watchers++
+          return Effect.ensuring(
+            restore(Effect.zipRight(
+              slot.ref.ended,
+              Effect.sync(() => {
+                if (!slot.watched) return // unwatched meanwhile: its schedules were removed
+                // Forgotten first: `endSlot` must not interrupt the fiber doing it.
+                slot.watched = false
+                slot.watcher = undefined
+                endSlot(slot, "stopped")
+              })
+            )),
+            Effect.sync(() => {
+              totals.watchers--
+            })
+          )
+        })
+      )
 
     /** The timer: sleep to the next time, deliver, step again. `first` was computed by the caller. */
     const timer = (rec: Rec, generation: number, first: Step): Effect.Effect<void> =>
@@ -528,7 +584,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, ValidationEr
           if (existing !== undefined && o.replace !== true) {
             return yield* Effect.fail(new AlreadyExistsError({ resource: "schedule", key: `${agentId}/${scheduleId}` }))
           }
-          const target: Slot = slot ?? { agentId, ref, schedules: new Map(), watching: undefined, ended: false }
+          const target: Slot = slot ??
+            { agentId, ref, schedules: new Map(), watching: undefined, watched: false, watcher: undefined, ended: false }
           // Watch the agent's current registration (again: a restarted agent is a new one).
           let registered = false
           if (watcher !== undefined) {
@@ -574,6 +631,12 @@ export const make = (options: Options = {}): Effect.Effect<Service, ValidationEr
           if (slot === undefined) slots.set(agentId, target)
           totals.schedules++
           sized()
+          // An agent the registry does not run: one fiber awaits its end (at once if it has ended).
+          if (!registered && !target.watched && target.watching === undefined) {
+            target.watched = true
+            const fiber = yield* Effect.forkIn(watchEnd(target), scope)
+            if (target.watched) target.watcher = fiber
+          }
           yield* startTimer(rec)
           telemetry?.unsafeEmit(events.scheduled, { count: 1 }, {
             scheduler: name,
@@ -590,8 +653,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, ValidationEr
     const unschedule: Service["unschedule"] = (agent, scheduleId) =>
       lock.withPermits(1)(Effect.gen(function*() {
         const rec = yield* recOf(agent, scheduleId)
-        const fiber = removeRec(rec, "explicit")
-        if (fiber !== undefined) yield* Fiber.interrupt(fiber)
+        yield* Fiber.interruptAll(removeRec(rec, "explicit"))
       }))
 
     const unscheduleAgent: Service["unscheduleAgent"] = (agent) =>
@@ -599,8 +661,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, ValidationEr
         const slot = slots.get(idOf(agent))
         if (slot === undefined) return 0
         const recs = Array.from(slot.schedules.values())
-        const fibers = recs.map((rec) => removeRec(rec, "explicit"))
-        for (const fiber of fibers) if (fiber !== undefined) yield* Fiber.interrupt(fiber)
+        const fibers = recs.flatMap((rec) => removeRec(rec, "explicit"))
+        yield* Fiber.interruptAll(fibers)
         return recs.length
       }))
 
@@ -649,6 +711,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, ValidationEr
         failures: totals.failures,
         endedWithAgent: totals.endedWithAgent,
         completed: totals.completed,
+        watchers: totals.watchers,
         schedules
       }
     })

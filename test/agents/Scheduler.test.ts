@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Cron, Duration, Effect, Exit, Option, Schedule, Schema, TestClock } from "effect"
+import { Cause, Cron, Duration, Effect, Exit, Option, Schedule, Schema, Scope, TestClock } from "effect"
 import * as Example from "../../examples/scheduler.js"
 import * as Agent from "../../src/agents/Agent.js"
 import * as AgentRegistry from "../../src/agents/AgentRegistry.js"
@@ -160,32 +160,123 @@ describe("Scheduler", () => {
       yield* h.scheduler.schedule(h.agent, "b", { cron: "* * * * *", action: "tick", params: { by: 1 } })
       yield* h.scheduler.schedule(other, "a", { every: "10 seconds", action: "tick", params: { by: 1 } })
       yield* TestClock.adjust("10 seconds")
+      expect((yield* h.scheduler.stats).watchers).toBe(0) // the registry tells: no fiber per agent
       yield* h.agent.stop
       yield* Effect.exit(other.call("crash", {}))
       yield* settle // no clock movement: the registry told the scheduler
       expect(failureOf(yield* Effect.exit(h.scheduler.list(h.agent)))).toBeInstanceOf(NotFoundError)
       expect(failureOf(yield* Effect.exit(h.scheduler.list(other)))).toBeInstanceOf(NotFoundError)
       const stats = yield* h.scheduler.stats
-      expect(stats).toMatchObject({ totalSchedules: 0, activeAgents: 0, endedWithAgent: 3, runs: 2, failures: 0 })
+      expect(stats).toMatchObject({ totalSchedules: 0, activeAgents: 0, endedWithAgent: 3, runs: 2, failures: 0, watchers: 0 })
       yield* TestClock.adjust("10 minutes")
       expect(yield* h.scheduler.stats).toMatchObject({ runs: 2, failures: 0 })
     }))
 
-  it.scoped("without the registry, the first delivery that finds the agent stopped ends all its schedules", () =>
+  it.scoped("without the registry, a spawned agent's stop ends all its schedules at once (one watcher per agent)", () =>
     Effect.gen(function*() {
+      const bus = yield* EventBus.EventBus
+      const sub = yield* bus.subscribe("foundation.mabeam.scheduler.agent_ended", { capacity: 10 })
       const scheduler = yield* Scheduler.make()
       const agent = yield* Agent.spawn(counter, { id: "plain" })
+      const other = yield* Agent.spawn(counter, { id: "other" })
       yield* scheduler.schedule(agent, "a", { every: "10 seconds", action: "tick", params: { by: 1 } })
       yield* scheduler.schedule(agent, "b", { every: "1 minute", action: "tick", params: { by: 1 } })
+      yield* scheduler.schedule(other, "a", { every: "10 seconds", action: "tick", params: { by: 1 } })
+      yield* settle
+      expect(yield* scheduler.stats).toMatchObject({ totalSchedules: 3, activeAgents: 2, watchers: 2 })
       yield* agent.stop
-      yield* TestClock.adjust("10 seconds")
+      yield* settle // no clock movement: the watcher saw the agent end
       expect(failureOf(yield* Effect.exit(scheduler.list(agent)))).toBeInstanceOf(NotFoundError)
-      expect(yield* scheduler.stats).toMatchObject({ totalSchedules: 0, endedWithAgent: 2, runs: 1, failures: 1 })
+      expect(yield* scheduler.stats).toMatchObject({
+        totalSchedules: 1,
+        activeAgents: 1,
+        endedWithAgent: 2,
+        runs: 0,
+        failures: 0,
+        watchers: 1
+      })
+      const ended = Option.map(yield* sub.poll, (e) => {
+        const { measurements, metadata: meta } = e.data as Telemetry.TelemetryEvent
+        return [measurements, meta]
+      })
+      expect(ended).toEqual(Option.some([{ schedules: 2 }, { scheduler: "scheduler", agent_id: "plain", reason: "stopped" }]))
       yield* TestClock.adjust("10 minutes")
-      expect((yield* scheduler.stats).runs).toBe(1)
+      expect(yield* scheduler.stats).toMatchObject({ runs: 60, failures: 0 }) // all the other agent's
+      expect(yield* other.call("count", {})).toBe(60)
       // A stopped agent cannot be scheduled.
       const refused = failureOf(yield* Effect.exit(scheduler.schedule(agent, "a", { every: "1 second", action: "tick", params: { by: 1 } })))
       expect(refused).toBeInstanceOf(Agent.AgentStoppedError)
+      expect((yield* scheduler.stats).watchers).toBe(1)
+    }).pipe(Effect.provide(Telemetry.layerWithBus())))
+
+  it.scoped("without the registry, an agent whose parent scope closes takes its schedules with it", () =>
+    Effect.gen(function*() {
+      const scheduler = yield* Scheduler.make()
+      const parent = yield* Scope.make()
+      const agent = yield* Agent.spawn(counter, { id: "child" }).pipe(Scope.extend(parent))
+      yield* scheduler.schedule(agent, "a", { every: "10 seconds", action: "tick", params: { by: 1 } })
+      yield* scheduler.schedule(agent, "b", { cron: "* * * * *", action: "tick", params: { by: 1 } })
+      yield* TestClock.adjust("10 seconds")
+      expect(yield* agent.call("count", {})).toBe(1)
+      yield* Scope.close(parent, Exit.void)
+      yield* settle
+      expect(failureOf(yield* Effect.exit(scheduler.list("child")))).toBeInstanceOf(NotFoundError)
+      expect(yield* scheduler.stats).toMatchObject({
+        totalSchedules: 0,
+        activeAgents: 0,
+        endedWithAgent: 2,
+        runs: 1,
+        failures: 0,
+        watchers: 0
+      })
+    }))
+
+  it.scoped("removing an agent's last schedule ends its watcher: unschedule, unscheduleAgent, completion", () =>
+    Effect.gen(function*() {
+      const scheduler = yield* Scheduler.make()
+      const agent = yield* Agent.spawn(counter, { id: "w" })
+      const watchers = Effect.map(scheduler.stats, (s) => s.watchers)
+      yield* scheduler.schedule(agent, "a", { every: "1 second", action: "tick", params: { by: 1 } })
+      yield* scheduler.schedule(agent, "b", { every: "1 second", action: "tick", params: { by: 1 } })
+      yield* settle
+      expect(yield* watchers).toBe(1)
+      yield* scheduler.unschedule(agent, "a")
+      expect(yield* watchers).toBe(1) // "b" is left
+      yield* scheduler.unschedule(agent, "b")
+      expect(yield* watchers).toBe(0) // at once: unschedule awaited it
+      yield* scheduler.schedule(agent, "a", { every: "1 second", action: "tick", params: { by: 1 } })
+      yield* scheduler.schedule(agent, "b", { every: "1 second", action: "tick", params: { by: 1 } })
+      yield* settle
+      expect(yield* watchers).toBe(1)
+      expect(yield* scheduler.unscheduleAgent(agent)).toBe(2)
+      expect(yield* watchers).toBe(0)
+      const twice = Schedule.addDelay(Schedule.recurs(2), () => "1 second")
+      yield* scheduler.schedule(agent, "twice", { schedule: twice, action: "tick", params: { by: 1 } })
+      yield* settle
+      expect(yield* watchers).toBe(1)
+      yield* TestClock.adjust("1 minute")
+      expect(yield* scheduler.stats).toMatchObject({ completed: 1, totalSchedules: 0, activeAgents: 0, watchers: 0 })
+      // The agent ending later touches nothing: no schedule of it is left, nobody watches it.
+      yield* agent.stop
+      yield* settle
+      expect(yield* scheduler.stats).toMatchObject({ endedWithAgent: 0, watchers: 0, runs: 2 })
+    }))
+
+  it.scoped("a delivery that finds the agent stopped ends its schedules (backstop for a reference that never ends)", () =>
+    Effect.gen(function*() {
+      const scheduler = yield* Scheduler.make()
+      const spawned = yield* Agent.spawn(counter, { id: "forever" })
+      const agent: Agent.AgentRef<typeof counter> = { ...spawned, ended: Effect.never }
+      yield* scheduler.schedule(agent, "a", { every: "10 seconds", action: "tick", params: { by: 1 } })
+      yield* scheduler.schedule(agent, "b", { every: "1 minute", action: "tick", params: { by: 1 } })
+      yield* spawned.stop
+      yield* settle
+      expect(yield* scheduler.stats).toMatchObject({ totalSchedules: 2, watchers: 1 }) // its `ended` never comes
+      yield* TestClock.adjust("10 seconds")
+      expect(failureOf(yield* Effect.exit(scheduler.list(agent)))).toBeInstanceOf(NotFoundError)
+      expect(yield* scheduler.stats).toMatchObject({ totalSchedules: 0, endedWithAgent: 2, runs: 1, failures: 1, watchers: 0 })
+      yield* TestClock.adjust("10 minutes")
+      expect((yield* scheduler.stats).runs).toBe(1)
     }))
 
   it.scoped("call delivery counts the action's failures; runNow reports them; the schedule goes on", () =>
@@ -307,13 +398,16 @@ describe("Scheduler", () => {
   it.scoped("closing the service's scope stops every timer", () =>
     Effect.gen(function*() {
       const agent = yield* Agent.spawn(counter, { id: "k" })
-      yield* Effect.scoped(Effect.gen(function*() {
+      const scheduler = yield* Effect.scoped(Effect.gen(function*() {
         const scheduler = yield* Scheduler.make()
         yield* scheduler.schedule(agent, "t", { every: "1 second", action: "tick", params: { by: 1 } })
         yield* TestClock.adjust("2 seconds")
+        expect((yield* scheduler.stats).watchers).toBe(1)
+        return scheduler
       }))
       yield* TestClock.adjust("1 minute")
       expect(yield* agent.call("count", {})).toBe(2)
+      expect((yield* scheduler.stats).watchers).toBe(0) // the watcher went with the scope
     }))
 
   it.scoped("the example runs", () =>
