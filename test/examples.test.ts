@@ -15,6 +15,7 @@ import * as CircuitBreakerExample from "../examples/circuit-breaker.js"
 import * as CommandRunnerExample from "../examples/command-runner.js"
 import * as ConnectionManagerExample from "../examples/connection-manager.js"
 import * as CqrsExample from "../examples/cqrs.js"
+import * as DiscoveryExample from "../examples/discovery.js"
 import * as ErrorContextExample from "../examples/error-context.js"
 import * as Errors from "../examples/errors.js"
 import * as EventBusExample from "../examples/event-bus.js"
@@ -38,7 +39,7 @@ describe("README examples", () => {
   it("the README shows every example file verbatim", () => {
     const readme = readFileSync(`${root}/README.md`, "utf8")
     const files = readdirSync(`${root}/examples`).filter((f) => f.endsWith(".ts"))
-    expect(files.length).toBe(28)
+    expect(files.length).toBe(29)
     for (const file of files) {
       const source = readFileSync(`${root}/examples/${file}`, "utf8")
       expect(readme, `README block for examples/${file}`).toContain("```ts\n" + source + "```")
@@ -226,6 +227,18 @@ describe("README examples", () => {
         answer: "batch 7: done",
         inference: ["gpu-1"],
         changes: ["Registered gpu-1", "Registered cpu-1", "Down cpu-1 (defect)"]
+      })
+    }))
+
+  it.effect("discovery", () =>
+    Effect.gen(function*() {
+      expect(yield* DiscoveryExample.program).toEqual({
+        inEurope: ["enc-a", "enc-b"],
+        idle: ["enc-a", "enc-d"],
+        leastLoaded: ["enc-a", "enc-d"],
+        lucky: ["enc-b"],
+        answers: ["enc-a encoded f1 f2 f4 f6 f9", "enc-b encoded f7 f10", "enc-d encoded f3 f5 f8 f11"],
+        unassigned: ["f12"]
       })
     }))
 

@@ -191,6 +191,14 @@ export const names = {
     /** measurements { error_count, queue_size } · metadata { agent_id } */
     resumed: "foundation.jido.agent.task_processing_resumed"
   },
+  discovery: {
+    /** measurements { items, assigned, unassigned, agents, candidates } · metadata { operation: distribute | dispatch, strategy, capabilities } */
+    distributed: "foundation.mabeam.discovery.distributed",
+    /** measurements { count: 1, items } · metadata { operation: distribute | dispatch, capabilities, health, node } */
+    noCapableAgents: "foundation.mabeam.discovery.no_capable_agents",
+    /** measurements { agents, items, succeeded, failed, duration } · metadata { definition, action } */
+    dispatched: "foundation.mabeam.discovery.dispatched"
+  },
   cqrs: {
     /** measurements {} · metadata { command, params (redacted) } */
     commandStarted: "foundation.cqrs.command.started",
