@@ -199,6 +199,48 @@ export const names = {
     /** measurements { agents, items, succeeded, failed, duration } · metadata { definition, action } */
     dispatched: "foundation.mabeam.discovery.dispatched"
   },
+  consensus: {
+    /** measurements { participants, timeout_ms } · metadata { consensus, round_id, rule } */
+    started: "foundation.mabeam.consensus.started",
+    /** measurements { duration, yes, no, abstain } · metadata { consensus, round_id, rule, decision, reason } */
+    completed: "foundation.mabeam.consensus.completed"
+  },
+  election: {
+    /** measurements { term } · metadata { election, capability, leader (id or null), previous (id or null), reason } */
+    leaderChanged: "foundation.mabeam.election.leader_changed"
+  },
+  barrier: {
+    /** measurements { parties, generation } · metadata { barrier } */
+    tripped: "foundation.mabeam.barrier.tripped",
+    /** measurements { waiting, generation } · metadata { barrier, reason: timeout | interrupted | reset | closed | removed } */
+    broken: "foundation.mabeam.barrier.broken",
+    /** measurements { idle_ms } · metadata { barriers, barrier, reason: idle | explicit } */
+    removed: "foundation.mabeam.barrier.removed"
+  },
+  lock: {
+    /** measurements { count: 1, held_ms } · metadata { locks, lock, holder, token, next_holder } */
+    leaseExpired: "foundation.mabeam.lock.lease_expired",
+    /** measurements { count: 1, timeout_ms, waiters } · metadata { locks, lock, holder, held_by } */
+    acquireTimeout: "foundation.mabeam.lock.acquire_timeout"
+  },
+  healthChecker: {
+    /** `checkAll` finished. measurements { duration (ms), service_count } · metadata { checker, result } */
+    healthCheck: "foundation.service_integration.health_check",
+    /** A check's status changed. measurements {} · metadata { checker, check, from, to, breaker } */
+    statusChanged: "foundation.service_integration.health_status_changed"
+  },
+  dependencyManager: {
+    /** measurements { duration (ms) } · metadata { manager, service } */
+    serviceStarted: "foundation.service_integration.service_started",
+    /** measurements { duration (ms) } · metadata { manager, service } */
+    serviceStopped: "foundation.service_integration.service_stopped",
+    /** measurements { duration (ms) } · metadata { manager, service, phase: start | stop, error } */
+    serviceFailed: "foundation.service_integration.service_failed"
+  },
+  contracts: {
+    /** measurements { count } · metadata { contract, operation, kind: implementation | output, reason } */
+    violation: "foundation.service_integration.contract_violation"
+  },
   cqrs: {
     /** measurements {} · metadata { command, params (redacted) } */
     commandStarted: "foundation.cqrs.command.started",
