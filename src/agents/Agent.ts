@@ -105,7 +105,10 @@ export interface Definition<S, Actions extends Record<string, AnyAction<S>>, HE 
   readonly hooks?: Hooks<S, HE, R>
 }
 
-/** Any definition. */
+/**
+ * Any definition. (`any` here as in Effect's own "any instance" types: the state type appears both
+ * as input and output, so no other type admits every concrete definition.)
+ */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnyDefinition = Definition<any, Record<string, AnyAction<any>>, any, any>
 
@@ -220,8 +223,7 @@ export interface AgentRef<D extends AnyDefinition = AnyDefinition> {
 }
 
 /** Any agent reference. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type AnyAgentRef = AgentRef<any>
+export type AnyAgentRef = AgentRef<AnyDefinition>
 
 /** Options of a spawned or supervised agent. */
 export interface SpawnOptions {
