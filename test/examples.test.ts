@@ -36,11 +36,11 @@ import * as SupervisorExample from "../examples/supervisor.js"
 const root = fileURLToPath(new URL("..", import.meta.url))
 
 describe("README examples", () => {
-  // The coordination and integration examples are run by their modules' tests ("the example runs").
+  // The coordination, integration and Foundation examples are run by their modules' tests ("the example runs").
   it("the README shows every example file verbatim", () => {
     const readme = readFileSync(`${root}/README.md`, "utf8")
     const files = readdirSync(`${root}/examples`).filter((f) => f.endsWith(".ts"))
-    expect(files.length).toBe(36)
+    expect(files.length).toBe(37)
     for (const file of files) {
       const source = readFileSync(`${root}/examples/${file}`, "utf8")
       expect(readme, `README block for examples/${file}`).toContain("```ts\n" + source + "```")
