@@ -173,7 +173,7 @@ export interface Supervisor {
   /** Adds and starts a child (after the others). */
   readonly startChild: <R>(
     spec: ChildSpec<R>
-  ) => Effect.Effect<void, AlreadyExistsError | ValidationError | SupervisorStoppedError, R>
+  ) => Effect.Effect<void, AlreadyExistsError | ValidationError | SupervisorStoppedError, Exclude<R, Scope.Scope | ChildContext>>
   /** Stops a child; it is not restarted, and its spec is kept (see `restartChild`). */
   readonly terminateChild: (id: string) => Effect.Effect<void, NotFoundError | SupervisorStoppedError>
   /** Starts a terminated child again. */
@@ -498,8 +498,11 @@ export const make = <R = never>(
         }))
       ),
       startChild: <R2>(spec: ChildSpec<R2>) =>
-        Effect.flatMap(Effect.context<R2>(), (extra) =>
+        Effect.flatMap(Effect.context<Exclude<R2, Scope.Scope | ChildContext>>(), (callerContext) =>
           command((): Effect.Effect<void, ValidationError | AlreadyExistsError> => {
+            // The caller's services, but not its scope or child context: those are the child's
+            // own (provided outside this, they would be overridden by the caller's).
+            const extra = Context.omit(Scope.Scope, ChildContext)(callerContext) as Context.Context<R2>
             const checked = checkSpec(
               { ...spec, run: Effect.provide(spec.run, extra) } as ChildSpec<unknown>,
               "supervisor.child"

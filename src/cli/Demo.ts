@@ -1,8 +1,12 @@
 /**
- * The `foundation demo` job: a flaky in-process service (seeded failures and latency, with an
- * outage in the middle) called through a Protect stack, printing what the breaker, the rate
- * limiter and the retries did. Reproducible in what it decides (the seed drives every failure
- * and latency); real time is the point, so it runs on the live clock.
+ * The `foundation demo` job (`npm start`), in three parts: a flaky in-process service (seeded
+ * failures and latency, with an outage in the middle) called through a Protect stack, printing
+ * what the breaker, the rate limiter and the retries did; a tour of the infrastructure services
+ * around it (`DemoServices`); and the agents' story (`TeamDemo`: a supervised team that elects a
+ * leader, votes, meets at a barrier, shares work out to the same flaky service, survives a chaos
+ * monkey, and reports its health). Reproducible in what it decides (the seed drives every
+ * failure, latency and victim); real time is the point, so it runs on the live clock, in a few
+ * seconds.
  */
 import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
@@ -11,19 +15,27 @@ import * as Metric from "effect/Metric"
 import * as Random from "effect/Random"
 import * as Ref from "effect/Ref"
 import * as Stream from "effect/Stream"
-import { ServiceUnavailableError } from "../errors/FoundationError.js"
+import { ServiceUnavailableError, type ValidationError } from "../errors/FoundationError.js"
+import * as Validation from "../errors/Validation.js"
 import * as CircuitBreaker from "../resilience/CircuitBreaker.js"
 import * as Protect from "../resilience/Protect.js"
 import * as RateLimiter from "../resilience/RateLimiter.js"
 import * as Retry from "../resilience/Retry.js"
+import * as Foundation from "../Foundation.js"
 import * as DemoServices from "./DemoServices.js"
+import type { Output } from "./LoadTestCommand.js"
+import * as TeamDemo from "./TeamDemo.js"
 
 /** Options of the demo. */
 export interface DemoOptions {
   /** Calls to make [160]. */
   readonly calls?: number
-  /** Seed of the failures and latencies [42]. */
+  /** Seed of the failures and latencies, and of the chaos monkey [42]. */
   readonly seed?: number
+  /** Work items of the agents' story [40]. */
+  readonly items?: number
+  /** Where the agents' story writes (a terminal gets a redrawn progress bar) [the console, plain lines]. */
+  readonly output?: Output
 }
 
 /** What the demo saw. */
@@ -37,6 +49,8 @@ export interface DemoReport {
   readonly elapsedMillis: number
   /** The infrastructure services' part of the demo. */
   readonly services: DemoServices.ServicesReport
+  /** The agents' story. */
+  readonly team: TeamDemo.TeamReport
 }
 
 /** The phase of the dependency at call `i` of `calls`. */
@@ -75,6 +89,8 @@ export const inventoryStack = (options: {
   readonly name: string
   readonly limitPer100Millis: number
   readonly maxConcurrent: number
+  /** A breaker to use (e.g. one of `CircuitBreakers`) [a breaker of its own: 5 bad calls in a row, 400 ms open]. */
+  readonly breaker?: CircuitBreaker.CircuitBreaker
 }) =>
   Effect.gen(function*() {
     const limiter = yield* RateLimiter.make({
@@ -95,16 +111,27 @@ export const inventoryStack = (options: {
       timeout: "60 millis",
       bulkhead: { maxConcurrent: options.maxConcurrent, maxQueued: 4 },
       rateLimit: { limiter, key: "inventory" },
-      breaker: { trip: CircuitBreaker.consecutive(5), resetAfter: "400 millis" },
+      breaker: options.breaker ?? { trip: CircuitBreaker.consecutive(5), resetAfter: "400 millis" },
       retry
     })
     return { retry, stack }
   })
 
-/** Runs the demo and returns what happened (printing as it goes). */
-export const run = (options: DemoOptions = {}): Effect.Effect<DemoReport> =>
+/**
+ * Runs the demo and returns what happened (printing as it goes). Bad options fail with a
+ * `ValidationError` naming the option before anything starts.
+ */
+export const run = (options: DemoOptions = {}): Effect.Effect<DemoReport, ValidationError> =>
+  Effect.gen(function*() {
+    const calls = yield* Validation.positiveInt("calls", options.calls ?? 160)
+    const seed = yield* Validation.int("seed", options.seed ?? 42)
+    const items = yield* Validation.positiveInt("items", options.items ?? 40)
+    return yield* demo({ ...options, calls, seed, items })
+  })
+
+const demo = (options: DemoOptions & { readonly calls: number; readonly seed: number; readonly items: number }) =>
   Effect.scoped(Effect.gen(function*() {
-    const calls = options.calls ?? 160
+    const calls = options.calls
     const started = yield* Effect.clockWith((c) => Effect.succeed(c.unsafeCurrentTimeMillis()))
     const { retry, stack } = yield* inventoryStack({ name: "demo", limitPer100Millis: 10, maxConcurrent: 4 })
     const limiter = stack.policies.rateLimiter!
@@ -120,6 +147,7 @@ export const run = (options: DemoOptions = {}): Effect.Effect<DemoReport> =>
       ),
       Effect.forkScoped
     )
+    yield* Console.log(TeamDemo.rule("A flaky dependency behind Protect"))
     yield* Console.log(`Calling a flaky "inventory" service ${calls} times through Protect:`)
     yield* Console.log("  retry (3 attempts) ▸ rate limit (10 per 100 ms) ▸ bulkhead (4 + 4 queued) ▸")
     yield* Console.log("  breaker (5 bad calls in a row, 400 ms open) ▸ timeout (60 ms)")
@@ -138,7 +166,7 @@ export const run = (options: DemoOptions = {}): Effect.Effect<DemoReport> =>
           })
         ),
       { concurrency: "unbounded", discard: true }
-    ).pipe(Effect.withRandom(Random.make(options.seed ?? 42)))
+    ).pipe(Effect.withRandom(Random.make(options.seed)))
     yield* Effect.yieldNow()
     const summary = {
       outcomes: Object.fromEntries([...outcomes.entries()].sort()),
@@ -167,8 +195,27 @@ export const run = (options: DemoOptions = {}): Effect.Effect<DemoReport> =>
     yield* Console.log(`  ${report.retries} retries made, ${report.retriesExhausted} calls gave up after all attempts`)
     // The tour gets a stack of its own: the one above may have been left open by the final burst.
     const tourStack = yield* inventoryStack({ name: "tour", limitPer100Millis: 50, maxConcurrent: 4 })
+    yield* Console.log(TeamDemo.rule("Infrastructure services around it"))
     const services = yield* DemoServices.tour((item) => tourStack.stack.run(service(item % calls)))
+    // The agents' story: the same flaky service behind a stack whose breaker is the "inventory"
+    // breaker of the `CircuitBreakers` service (so the health checks see it). Its mood follows the
+    // order of the calls (the n-th call of `items` meets the mood of call n of the first part).
+    const items = options.items
+    const team = yield* TeamDemo.run({
+      seed: options.seed,
+      items,
+      ...(options.output === undefined ? {} : { output: options.output }),
+      inventory: (breaker) =>
+        Effect.map(
+          inventoryStack({ name: "team", limitPer100Millis: 20, maxConcurrent: 4, breaker }),
+          ({ retry, stack }): TeamDemo.Inventory => {
+            const mood = flakyService(items)
+            let made = 0
+            return { retry, lookup: () => Effect.suspend(() => stack.run(mood(made++))) }
+          }
+        )
+    }).pipe(Effect.provide(Foundation.layer()))
     const elapsedMillis = (yield* Effect.clockWith((c) => Effect.succeed(c.unsafeCurrentTimeMillis()))) - started
     yield* Console.log(`\nDone in ${elapsedMillis} ms.`)
-    return { ...summary, elapsedMillis, services }
+    return { ...summary, elapsedMillis, services, team }
   })).pipe(Effect.orDie)

@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 /**
- * The `foundation` command. `foundation demo` runs the resilience demo (`npm start`).
+ * The `foundation` command. `foundation demo` runs the demo (`npm start`): a flaky service behind
+ * Protect, the infrastructure services, then a supervised team of agents on the Foundation's
+ * services (see `Demo` and `TeamDemo`).
  */
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
@@ -14,10 +16,17 @@ const demo = Command.make(
   "demo",
   {
     calls: Options.integer("calls").pipe(Options.withDefault(160), Options.withDescription("Calls to make")),
-    seed: Options.integer("seed").pipe(Options.withDefault(42), Options.withDescription("Seed of failures and latencies"))
+    seed: Options.integer("seed").pipe(
+      Options.withDefault(42),
+      Options.withDescription("Seed of failures, latencies and the chaos monkey")
+    ),
+    items: Options.integer("items").pipe(Options.withDefault(40), Options.withDescription("Work items of the agents' story"))
   },
-  (options) => Effect.asVoid(Demo.run(options))
-).pipe(Command.withDescription("Call a flaky service through Protect and show what the policies did"))
+  (options) => Effect.flatMap(LoadTestCommand.terminalOutput, (output) => Effect.asVoid(Demo.run({ ...options, output })))
+).pipe(Command.withDescription(
+  "Call a flaky service through Protect, tour the services, then run a supervised team of agents " +
+    "(election, consensus, barrier, work, chaos, health)"
+))
 
 const foundation = Command.make("foundation").pipe(
   Command.withDescription("effect-foundation: resilient services and multi-agent systems on Effect"),

@@ -68,6 +68,27 @@ describe("Supervisor", () => {
       expect((yield* sup.children).find((c) => c.id === "b")!.restarts).toBe(1)
     }))
 
+  it.scoped("a child added with startChild from a scoped caller releases its resources in its own scope", () =>
+    Effect.gen(function*() {
+      const log = yield* Ref.make<ReadonlyArray<string>>([])
+      const supervisor = yield* Supervisor.make({ name: "dynamic", strategy: "one_for_one", children: [] })
+      yield* supervisor.startChild({
+        id: "worker",
+        run: Effect.gen(function*() {
+          const { incarnation } = yield* Supervisor.ChildContext
+          yield* Effect.acquireRelease(
+            Ref.update(log, (l) => [...l, `acquired#${incarnation}`]),
+            () => Ref.update(log, (l) => [...l, `released#${incarnation}`])
+          )
+          if (incarnation === 1) return yield* Effect.fail("crash")
+          return yield* Effect.never
+        })
+      })
+      yield* Effect.repeatN(Effect.yieldNow(), 50)
+      // The first incarnation's resource went with it, before the restart (not with the caller's scope).
+      expect(yield* Ref.get(log)).toEqual(["acquired#1", "released#1", "acquired#2"])
+    }))
+
   it.scoped("one_for_all stops the others in reverse order and starts all again in order", () =>
     Effect.gen(function*() {
       const h = yield* harness
