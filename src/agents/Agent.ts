@@ -473,11 +473,10 @@ class Cell {
     if (live === undefined || live.busy || this.items.length === this.head) return undefined
     live.busy = true
     live.context ??= Context.add(live.base, Scope.Scope, live.scope)
-    const work = Effect.provide(this.work(live), live.context)
-    return Effect.flatMap(Effect.forkIn(work, live.scope), (fiber) =>
-      Effect.sync(() => {
-        if (live.busy && live.worker === undefined) live.worker = fiber
-      }))
+    // Interruptible whatever the waker's region (the worker inherits its runtime flags); the fork
+    // itself cannot be interrupted once `busy` is set, or no worker would ever start again.
+    const work = Effect.interruptible(Effect.provide(this.work(live), live.context))
+    return Effect.uninterruptible(Effect.asVoid(Effect.forkIn(work, live.scope)))
   }
 
   /** Everything queued or waiting, taken out (the agent ended for good). */
@@ -507,15 +506,26 @@ class Cell {
       live.current = message
       return Effect.zipRight(this.handle(live, message), loop)
     })
-    return Effect.onExit(loop, (exit) => {
+    // The worker records itself (not its waker: a worker may end before its waker resumes).
+    const start = Effect.withFiberRuntime<void>((fiber) => {
+      if (this.live === live) live.worker = fiber as Fiber.RuntimeFiber<void, never>
+      return loop
+    })
+    return Effect.onExit(start, (exit) => {
       if (Exit.isSuccess(exit)) return Effect.void
       this.release(live)
       const current = live.current
       live.current = undefined
-      if (!Cause.isInterruptedOnly(exit.cause)) return live.host.die(live, exit.cause)
-      // Stopped under an action: its caller hears so at once.
-      if (current !== undefined) reply(current, Effect.fail(new AgentStoppedError({ agent: this.id })))
-      return Effect.void
+      if (Cause.isInterrupted(exit.cause)) {
+        // Stopped under an action (even if its cleanup failed too): its caller hears so at once.
+        if (current !== undefined) reply(current, Effect.fail(new AgentStoppedError({ agent: this.id })))
+        return Effect.void
+      }
+      // A defect outside the action's own exit (a hook, a synchronous throw): the message being
+      // handled is answered as crashed once the incarnation's scope has closed.
+      if (current !== undefined && live.crashed === undefined) live.crashed = { message: current, cause: exit.cause }
+      live.reason = "crashed"
+      return live.host.die(live, exit.cause)
     })
   }
 
@@ -531,37 +541,46 @@ class Cell {
     const hooks = definition.hooks
     const ctx = this.contextOf(this.state)
     const act = definition.actions[message.action]!
-    // The definition's services are in the worker's context (see `wake`).
-    const work = (hooks?.beforeAction === undefined
-      ? act.run(message.params, ctx)
-      : Effect.zipRight(hooks.beforeAction(ctx, message.action, message.params), act.run(message.params, ctx))) as Effect.Effect<
-        unknown,
-        unknown
-      >
+    // The definition's services are in the worker's context (see `wake`). Suspended, so that a
+    // synchronous throw in `run` or `beforeAction` is a defect of this message.
+    const work = Effect.suspend(() =>
+      hooks?.beforeAction === undefined
+        ? act.run(message.params, ctx)
+        : Effect.zipRight(hooks.beforeAction(ctx, message.action, message.params), act.run(message.params, ctx))
+    ) as Effect.Effect<unknown, unknown>
+    // `live.current` stays set until the message is answered: a defect or a stop before that
+    // (in a hook too) is answered by the worker's end (see `work`).
+    const answer = (effect: Effect.Effect<unknown, unknown>) =>
+      Effect.sync(() => {
+        live.current = undefined
+        reply(message, effect)
+      })
     return Effect.flatMap(Effect.exit(work), (exit): Effect.Effect<void> => {
-      live.current = undefined
       if (Exit.isSuccess(exit)) {
         this.state = ctx.state
         if (hooks?.afterAction === undefined) {
+          live.current = undefined
           reply(message, exit)
           return Effect.void
         }
         const after = hooks.afterAction(ctx, message.action, exit.value) as Effect.Effect<void>
-        return Effect.zipRight(after, Effect.sync(() => reply(message, exit)))
+        return Effect.zipRight(after, answer(exit))
       }
       const failure = Cause.failureOption(exit.cause)
       if (Option.isSome(failure)) {
         const failed = Effect.fail(failure.value)
         if (hooks?.onError === undefined) {
+          live.current = undefined
           reply(message, failed)
           return Effect.void
         }
         const onError = hooks.onError(ctx, message.action, failure.value) as Effect.Effect<void>
-        return Effect.zipRight(onError, Effect.sync(() => reply(message, failed)))
+        return Effect.zipRight(onError, answer(failed))
       }
       // A defect, or an action that interrupted itself (an interruption from outside skips this
       // handler): the incarnation ends; the caller hears of it once the incarnation's scope has
       // closed (its registration is gone by then).
+      live.current = undefined
       live.crashed = { message, cause: exit.cause }
       if (Cause.isInterruptedOnly(exit.cause)) return live.host.die(live, exit.cause)
       live.reason = "crashed"
@@ -611,12 +630,13 @@ const drain = (cell: Cell, cause: Cause.Cause<unknown>): void => {
   const failed = Effect.fail(error)
   for (const message of left) {
     if (message.isCall) reply(message, failed)
-    else if (message.admitted !== undefined) {
-      // A cast waiting for room: its caster hears that the agent stopped.
+    else {
+      // A cast waiting for room: its caster hears that the agent stopped (now, or when it
+      // registers: `abandoned` is what it checks).
+      message.abandoned = true
       const admitted = message.admitted
       message.admitted = undefined
-      message.abandoned = true
-      admitted()
+      admitted?.()
     }
   }
 }
@@ -923,6 +943,8 @@ class SpawnedHost implements Host {
 
   die(_: Live, cause: Cause.Cause<unknown>): Effect.Effect<void> {
     this.crash = cause
+    // Already closing (a stop waits for this very worker to end): nothing to wait for here.
+    if (this.closing !== undefined) return Effect.void
     return this.close(Exit.failCause(cause))
   }
 

@@ -169,6 +169,64 @@ describe("Agent", () => {
       expect(yield* agent.call("increment", { by: 1 })).toBe(0)
     }))
 
+  describe("every call is answered, and stop always ends", () => {
+    const Edgy = (afterAction?: () => Effect.Effect<void>) =>
+      Agent.define({
+        name: "edgy",
+        state: Schema.Number,
+        initial: 0,
+        actions: {
+          ok: Agent.action({ params: Schema.Struct({}), run: () => Effect.succeed(1) }),
+          throwSync: Agent.action({
+            params: Schema.Struct({}),
+            run: (): Effect.Effect<number> => {
+              throw new Error("thrown, not returned")
+            }
+          }),
+          dieOnInterrupt: Agent.action({
+            params: Schema.Struct({}),
+            run: () => Effect.never.pipe(Effect.ensuring(Effect.die("cleanup failed")))
+          }),
+          long: Agent.action({ params: Schema.Struct({}), run: () => Effect.never })
+        },
+        ...(afterAction === undefined ? {} : { hooks: { afterAction } })
+      })
+    const settle = Effect.repeatN(Effect.yieldNow(), 20)
+
+    it.scoped("a defect in afterAction, or a synchronous throw in run, answers the caller with AgentCrashedError at once", () =>
+      Effect.gen(function*() {
+        const after = yield* Agent.spawn(Edgy(() => Effect.die("after")))
+        const call = yield* Effect.fork(after.call("ok", {}))
+        yield* settle
+        expect(failureOf(yield* Fiber.await(call))).toMatchObject({ _tag: "AgentCrashedError", action: "ok" })
+        const thrower = yield* Agent.spawn(Edgy())
+        const thrown = yield* Effect.fork(thrower.call("throwSync", {}))
+        yield* settle
+        expect(failureOf(yield* Fiber.await(thrown))).toMatchObject({ _tag: "AgentCrashedError", action: "throwSync" })
+      }))
+
+    it.scoped("a stop while the action's cleanup dies ends the agent and answers the caller", () =>
+      Effect.gen(function*() {
+        const agent = yield* Agent.spawn(Edgy())
+        const call = yield* Effect.fork(agent.call("dieOnInterrupt", {}))
+        yield* settle
+        yield* agent.stop
+        expect(failureOf(yield* Fiber.await(call))).toMatchObject({ _tag: "AgentStoppedError" })
+        expect(yield* agent.running).toBe(false)
+      }))
+
+    it.scoped("a worker woken from an uninterruptible region can still be stopped", () =>
+      Effect.gen(function*() {
+        const agent = yield* Agent.spawn(Edgy())
+        yield* Effect.uninterruptible(agent.cast("long", {}))
+        yield* settle
+        const stopping = yield* Effect.fork(agent.stop)
+        yield* settle
+        expect(Option.isSome(yield* Fiber.poll(stopping))).toBe(true)
+        expect(yield* agent.running).toBe(false)
+      }))
+  })
+
   it.scoped("ended completes when the agent ends for good: a stop, a crash, its parent scope closing", () =>
     Effect.gen(function*() {
       const { definition } = yield* setup
