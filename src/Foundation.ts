@@ -86,9 +86,10 @@ export interface FoundationConfig {
   /** The PostgreSQL URL (postgres://…); required by, and only for, store "pg". Env `FOUNDATION_PG_URL`. */
   readonly pgUrl?: string | Redacted.Redacted<string>
   /**
-   * Whether the `HealthChecker` runs the built-in checks of the services (event bus, breakers,
-   * limiters, caches, resource manager, connection manager, task pools, agent registry) [true].
-   * Env `FOUNDATION_HEALTH_CHECKS`.
+   * Whether the `HealthChecker` runs the built-in checks of the services (`builtInChecks`: event
+   * bus, breakers, limiters, caches, resource manager, connection manager, task pools, agent
+   * registry, repository store, agent monitor, scheduler, locks, barriers, consensus, command
+   * runner, telemetry) [true]. Env `FOUNDATION_HEALTH_CHECKS`.
    */
   readonly healthChecks?: boolean
   readonly eventBus?: EventBus.Options
@@ -573,7 +574,15 @@ export const builtInChecks = [
   "resource_manager",
   "connection_manager",
   "task_pools",
-  "agent_registry"
+  "agent_registry",
+  "repository_store",
+  "agent_monitor",
+  "scheduler",
+  "locks",
+  "barriers",
+  "consensus",
+  "command_runner",
+  "telemetry"
 ] as const
 
 const registerBuiltInChecks = (checker: HealthChecker.Service) =>
@@ -585,7 +594,15 @@ const registerBuiltInChecks = (checker: HealthChecker.Service) =>
     checker.register({ name: "resource_manager", check: HealthChecker.checks.resourceManager() }),
     checker.register({ name: "connection_manager", check: HealthChecker.checks.connectionManager() }),
     checker.register({ name: "task_pools", check: HealthChecker.checks.taskPools() }),
-    checker.register({ name: "agent_registry", check: HealthChecker.checks.agentRegistry() })
+    checker.register({ name: "agent_registry", check: HealthChecker.checks.agentRegistry() }),
+    checker.register({ name: "repository_store", check: HealthChecker.checks.repositoryStore() }),
+    checker.register({ name: "agent_monitor", check: HealthChecker.checks.agentMonitor() }),
+    checker.register({ name: "scheduler", check: HealthChecker.checks.scheduler() }),
+    checker.register({ name: "locks", check: HealthChecker.checks.locks() }),
+    checker.register({ name: "barriers", check: HealthChecker.checks.barriers() }),
+    checker.register({ name: "consensus", check: HealthChecker.checks.consensus() }),
+    checker.register({ name: "command_runner", check: HealthChecker.checks.commandRunner() }),
+    checker.register({ name: "telemetry", check: HealthChecker.checks.telemetry() })
   ], { discard: true }).pipe(
     // Fixed, distinct names on a fresh checker: neither failure can happen.
     Effect.orDie

@@ -131,7 +131,7 @@ describe("Foundation.layer", () => {
       expect([...(yield* checker.names)].sort()).toEqual([...Foundation.builtInChecks].sort())
       const report = yield* checker.checkAll
       expect(report.status).toBe("healthy")
-      expect(report.checks).toHaveLength(8)
+      expect(report.checks).toHaveLength(16)
       // The services are wired to each other: Consensus resolves ids with the Foundation's registry,
       // events reach the Foundation's bus.
       const registry = Context.get(context, AgentRegistry.AgentRegistry)
@@ -192,7 +192,7 @@ describe("Foundation.layer", () => {
       const limits = Context.get(context, ResourceManager.ResourceManager).limits
       expect(limits.maxMemoryMb).toBe(512)
       expect(limits.maxEntries).toBe(5000) // not set in the object: the environment's
-      expect(yield* Context.get(context, HealthChecker.HealthChecker).names).toHaveLength(8)
+      expect(yield* Context.get(context, HealthChecker.HealthChecker).names).toHaveLength(16)
       // An invalid environment value that an explicit one replaces is never read.
       const settings = yield* Foundation.resolve({ taskPools: { cores: 4 } }).pipe(withEnv({ FOUNDATION_CORES: "many" }))
       expect(settings.taskPools.cores).toBe(4)
@@ -444,7 +444,7 @@ describe("Foundation example", () => {
         decision: "accepted",
         third: "RateLimitedError",
         health: "healthy",
-        checks: 8,
+        checks: 16,
         services: 22,
         firstStopped: "InfrastructureProtocol",
         lastStopped: "EventBus"

@@ -30,7 +30,12 @@
  *   `AlreadyExistsError`, an unknown one with `NotFoundError`.
  *
  * Built-in checks (`checks`), each reading a real status API: `circuitBreakers`, `rateLimiters`,
- * `connectionManager`, `resourceManager`, `taskPools`, `caches`, `eventBus`, `agentRegistry`.
+ * `connectionManager`, `resourceManager`, `taskPools`, `caches`, `eventBus`, `agentRegistry`,
+ * `repositoryStore`, `agentMonitor`, `scheduler`, `locks`, `barriers`, `consensus`,
+ * `commandRunner`, `telemetry` (the rules of each are in its doc). Those reading cumulative
+ * counters report what happened since the previous run of the same check. `Sampler` and
+ * `PerformanceMonitor` have none: they have no failure state (a sampler's drops are its purpose;
+ * the monitor's error counts are the measured operations', not its own).
  *
  * Metrics (tagged `checker`, `check`): gauge `foundation_health_check_status` (0 healthy,
  * 1 degraded, 2 unhealthy), counter `foundation_health_checks_total` (tag `outcome`: healthy |
@@ -38,6 +43,7 @@
  * `events`.
  */
 import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -49,8 +55,15 @@ import type * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import * as Schema from "effect/Schema"
 import * as Events from "../observability/Events.js"
+import * as AgentMonitor from "../agents/AgentMonitor.js"
 import * as AgentRegistry from "../agents/AgentRegistry.js"
+import * as Barrier from "../agents/coordination/Barrier.js"
+import * as Consensus from "../agents/coordination/Consensus.js"
+import * as Lock from "../agents/coordination/Lock.js"
+import * as Scheduler from "../agents/Scheduler.js"
+import * as Repository from "../data/Repository.js"
 import {
   AlreadyExistsError,
   CircuitOpenError,
@@ -61,6 +74,7 @@ import {
 } from "../errors/FoundationError.js"
 import * as Validation from "../errors/Validation.js"
 import * as Cache from "../infra/Cache.js"
+import * as CommandRunner from "../infra/CommandRunner.js"
 import * as ConnectionManager from "../infra/ConnectionManager.js"
 import * as ResourceManager from "../infra/ResourceManager.js"
 import * as TaskPools from "../infra/TaskPools.js"
@@ -495,6 +509,11 @@ const byShare = (bad: number, total: number): Status => bad === 0 ? "healthy" : 
 
 const tripped = (state: CircuitBreaker.State) => state === "open" || state === "half_open" || state === "isolated"
 
+/** The repository the `repositoryStore` check opens and counts (it never writes to it). */
+export const probeRepository = "foundation_health_probe"
+
+const ProbeRecord = Schema.Struct({ id: Schema.String })
+
 /**
  * Built-in checks for the library's services, each reading its status API. Each is made once per
  * registration (some remember the previous run's counters).
@@ -641,5 +660,165 @@ export const checks = {
         ? "degraded"
         : "healthy"
       return health(status, { agents, healthy: agents - degraded - unhealthy, degraded, unhealthy })
+    }),
+
+  /**
+   * The `RepositoryStore`, by a real round trip: opens (creating it if needed) the probe
+   * repository `probeRepository` and counts its records. Healthy when it answers; a `StoreError`
+   * (connection lost, database error) fails the check, so it reads unhealthy with the error as
+   * `lastError`. Details: `store` (its kind), `probeRecords`.
+   */
+  repositoryStore: (): Effect.Effect<Health, ValidationError | Repository.StoreError, Repository.RepositoryStore> =>
+    Effect.gen(function*() {
+      const store = yield* Repository.RepositoryStore
+      const probe = yield* store.repository({ name: probeRepository, schema: ProbeRecord, key: "id" })
+      return health("healthy", { store: store.kind, probeRecords: yield* probe.count() })
+    }),
+
+  /**
+   * `AgentMonitor`: degraded when agent checks failed or timed out since the previous run (the
+   * agents' resulting health is the `agentRegistry` check's business), else healthy. Agents gone
+   * `down` are reported, not judged: an agent that stopped on purpose is down too. Details:
+   * `monitors` (running), `down` (ended monitors kept), `checks` (total), `failed`, `timedOut`
+   * (since the previous run).
+   */
+  agentMonitor: (): Effect.Effect<Health, never, AgentMonitor.AgentMonitor> => {
+    let previous = { failures: 0, timeouts: 0 }
+    return Effect.gen(function*() {
+      const stats = yield* (yield* AgentMonitor.AgentMonitor).stats
+      return yield* Effect.sync(() => {
+        const failed = Math.max(0, stats.failures - previous.failures)
+        const timedOut = Math.max(0, stats.timeouts - previous.timeouts)
+        previous = { failures: stats.failures, timeouts: stats.timeouts }
+        return health(failed + timedOut > 0 ? "degraded" : "healthy", {
+          monitors: stats.active,
+          down: stats.ended,
+          checks: stats.checks,
+          failed,
+          timedOut
+        })
+      })
     })
+  },
+
+  /**
+   * `Scheduler`: degraded when deliveries failed since the previous run, else healthy. Details:
+   * `schedules`, `agents` (with a schedule), `runs`, `failures` (totals), `failedSince`.
+   */
+  scheduler: (): Effect.Effect<Health, never, Scheduler.Scheduler> => {
+    let previousFailures = 0
+    return Effect.gen(function*() {
+      const stats = yield* (yield* Scheduler.Scheduler).stats
+      return yield* Effect.sync(() => {
+        const failedSince = Math.max(0, stats.failures - previousFailures)
+        previousFailures = stats.failures
+        return health(failedSince > 0 ? "degraded" : "healthy", {
+          schedules: stats.totalSchedules,
+          agents: stats.activeAgents,
+          runs: stats.runs,
+          failures: stats.failures,
+          failedSince
+        })
+      })
+    })
+  },
+
+  /**
+   * `Locks`: degraded when a lock is stalled: it has waiters and its current grant was acquired
+   * at least `stallAfter` ago (1 minute; a holder renewing its lease keeps its grant), so its
+   * queue has not moved for that long; else healthy (waiting alone is ordinary contention). A bad
+   * `stallAfter` fails every run with a `ValidationError` naming `locks.stallAfter`. Details:
+   * `locks` (held or awaited), `held`, `waiters` (total), `stalled` (lock names).
+   */
+  locks: (options: { readonly stallAfter?: Duration.DurationInput } = {}): Effect.Effect<
+    Health,
+    ValidationError,
+    Lock.Locks
+  > => {
+    const stallAfter = Validation.duration("locks.stallAfter", options.stallAfter ?? Duration.minutes(1))
+    return Effect.gen(function*() {
+      const limit = Duration.toMillis(yield* stallAfter)
+      const all = yield* (yield* Lock.Locks).locks
+      const now = yield* Clock.currentTimeMillis
+      const stalled = all
+        .filter((l) => l.waiters.length > 0 && Option.isSome(l.acquiredAt) && now - l.acquiredAt.value >= limit)
+        .map((l) => l.name)
+      return health(stalled.length > 0 ? "degraded" : "healthy", {
+        locks: all.length,
+        held: all.filter((l) => l.locked).length,
+        waiters: all.reduce((n, l) => n + l.waiters.length, 0),
+        stalled
+      })
+    })
+  },
+
+  /**
+   * `Barriers`: degraded when a barrier's current generation is broken (its parties failed; it
+   * stays broken until `reset`), else healthy. Details: `barriers`, `waiting` (parties, total),
+   * `broken` (barrier names).
+   */
+  barriers: (): Effect.Effect<Health, never, Barrier.Barriers> =>
+    Effect.gen(function*() {
+      const all = yield* (yield* Barrier.Barriers).list
+      const broken = all.filter((b) => b.broken).map((b) => b.name)
+      return health(broken.length > 0 ? "degraded" : "healthy", {
+        barriers: all.length,
+        waiting: all.reduce((n, b) => n + b.waiting, 0),
+        broken
+      })
+    }),
+
+  /**
+   * `Consensus`: healthy while it answers (every round has a deadline, so an open round is never
+   * stuck). Details: `openRounds` (count).
+   */
+  consensus: (): Effect.Effect<Health, never, Consensus.Consensus> =>
+    Effect.map(
+      Effect.flatMap(Consensus.Consensus, (consensus) => consensus.openRounds),
+      (open) => health("healthy", { openRounds: open.length })
+    ),
+
+  /**
+   * `CommandRunner`: degraded when runs failed (an exit code not accepted, or a process that
+   * could not run), timed out, or were refused because `maxConcurrent` processes were running,
+   * since the previous run; else healthy (a command off the allow-list is the caller's error, not
+   * the runner's). Details: `runs`, `active`, `failed`, `timedOut`, `rejected` (the last three
+   * since the previous run).
+   */
+  commandRunner: (): Effect.Effect<Health, never, CommandRunner.CommandRunner> => {
+    let previous = { failed: 0, timeouts: 0, rejected: 0 }
+    return Effect.gen(function*() {
+      const stats = yield* (yield* CommandRunner.CommandRunner).stats
+      return yield* Effect.sync(() => {
+        const failed = Math.max(0, stats.failed - previous.failed)
+        const timedOut = Math.max(0, stats.timeouts - previous.timeouts)
+        const rejected = Math.max(0, stats.rejected - previous.rejected)
+        previous = { failed: stats.failed, timeouts: stats.timeouts, rejected: stats.rejected }
+        return health(failed + timedOut + rejected > 0 ? "degraded" : "healthy", {
+          runs: stats.runs,
+          active: stats.active,
+          failed,
+          timedOut,
+          rejected
+        })
+      })
+    })
+  },
+
+  /**
+   * `Telemetry`: degraded when emissions were dropped since the previous run because their name
+   * was not a valid topic (those events are lost; drops of full subscriptions are the
+   * `eventBus` check's), else healthy. Details: `invalidNames` (total), `droppedSince`.
+   */
+  telemetry: (): Effect.Effect<Health, never, Telemetry.Telemetry> => {
+    let previousInvalid = 0
+    return Effect.gen(function*() {
+      const invalidNames = yield* (yield* Telemetry.Telemetry).invalidNames
+      return yield* Effect.sync(() => {
+        const droppedSince = Math.max(0, invalidNames - previousInvalid)
+        previousInvalid = invalidNames
+        return health(droppedSince > 0 ? "degraded" : "healthy", { invalidNames, droppedSince })
+      })
+    })
+  }
 } as const

@@ -1,10 +1,19 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import { Cause, Context, Effect, Exit, Fiber, Option, Ref, Scope, TestClock } from "effect"
+import { Cause, Context, Effect, Exit, Fiber, Layer, Option, Ref, Schema, Scope, TestClock } from "effect"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as Example from "../../examples/health-checker.js"
+import * as Agent from "../../src/agents/Agent.js"
+import * as AgentMonitor from "../../src/agents/AgentMonitor.js"
 import * as AgentRegistry from "../../src/agents/AgentRegistry.js"
+import * as Barrier from "../../src/agents/coordination/Barrier.js"
+import * as Consensus from "../../src/agents/coordination/Consensus.js"
+import * as Lock from "../../src/agents/coordination/Lock.js"
+import * as Scheduler from "../../src/agents/Scheduler.js"
+import * as MemoryStore from "../../src/data/MemoryStore.js"
+import * as Repository from "../../src/data/Repository.js"
+import * as SqlStore from "../../src/data/SqlStore.js"
 import {
   AlreadyExistsError,
   InternalError,
@@ -13,6 +22,7 @@ import {
   ValidationError
 } from "../../src/errors/FoundationError.js"
 import * as Cache from "../../src/infra/Cache.js"
+import * as CommandRunner from "../../src/infra/CommandRunner.js"
 import * as ConnectionManager from "../../src/infra/ConnectionManager.js"
 import * as ResourceManager from "../../src/infra/ResourceManager.js"
 import * as TaskPools from "../../src/infra/TaskPools.js"
@@ -448,6 +458,168 @@ describe("HealthChecker built-in checks", () => {
       yield* Effect.exit(manager.request("a", HttpClientRequest.get("/")))
       expect(yield* check()).toEqual({ status: "degraded", details: { pools: 2, active: 0, open: ["a"] } })
     }))
+})
+
+describe("HealthChecker built-in checks of the agents, data and command services", () => {
+  const runCheck = <E, R>(check: Effect.Effect<HealthChecker.Health, E, R>) =>
+    Effect.gen(function*() {
+      const checker = yield* HealthChecker.make()
+      yield* checker.register({ name: "c", check, interval: "1 hour" })
+      return () =>
+        Effect.map(checker.check("c"), (r) => ({ status: r.status, details: r.details, lastError: r.lastError }))
+    })
+  const metadata: AgentRegistry.Metadata = { capabilities: ["x"], health: "healthy", node: "n1", resources: {} }
+
+  it.scoped("repositoryStore: a real count of the probe repository; a StoreError is unhealthy", () =>
+    Effect.gen(function*() {
+      const check = yield* runCheck(HealthChecker.checks.repositoryStore())
+      expect(yield* check()).toMatchObject({ status: "healthy", details: { store: "memory", probeRecords: 0 } })
+      const probe = yield* Repository.make({
+        name: HealthChecker.probeRepository,
+        schema: Schema.Struct({ id: Schema.String }),
+        key: "id"
+      })
+      yield* probe.insert({ id: "p1" })
+      expect((yield* check()).details).toEqual({ store: "memory", probeRecords: 1 }) // it really reads
+      // A SQL store whose connection is gone: the count fails with a StoreError.
+      const scope = yield* Scope.make()
+      const sql = yield* Layer.buildWithScope(SqlStore.layerSqlite({ filename: ":memory:" }), scope)
+      const broken = yield* runCheck(HealthChecker.checks.repositoryStore()).pipe(Effect.provide(sql))
+      expect((yield* broken()).status).toBe("healthy")
+      yield* Scope.close(scope, Exit.void)
+      const down = yield* broken()
+      expect(down.status).toBe("unhealthy")
+      expect(Option.getOrUndefined(down.lastError)).toBeInstanceOf(Repository.StoreError)
+    }).pipe(Effect.provide(MemoryStore.layer)))
+
+  it.scoped("agentMonitor: degraded when agent checks failed since the previous run", () =>
+    Effect.gen(function*() {
+      const registry = yield* AgentRegistry.AgentRegistry
+      const monitor = yield* AgentMonitor.AgentMonitor
+      const failing = yield* Ref.make(false)
+      yield* registry.register("a", metadata)
+      yield* monitor.start("a", {
+        interval: "1 hour",
+        check: () => Effect.flatMap(Ref.get(failing), (f) => f ? Effect.fail("no answer") : Effect.succeed("healthy" as const))
+      })
+      yield* settle
+      const check = yield* runCheck(HealthChecker.checks.agentMonitor())
+      expect((yield* check()).status).toBe("healthy")
+      yield* Ref.set(failing, true)
+      yield* monitor.checkNow("a")
+      expect(yield* check()).toMatchObject({
+        status: "degraded",
+        details: { monitors: 1, down: 0, checks: 2, failed: 1, timedOut: 0 }
+      })
+      expect((yield* check()).status).toBe("healthy") // nothing new since the previous run
+    }).pipe(Effect.provide(AgentMonitor.layer().pipe(Layer.provideMerge(AgentRegistry.layer())))))
+
+  it.scoped("scheduler: degraded when deliveries failed since the previous run", () =>
+    Effect.gen(function*() {
+      class Refused extends Schema.TaggedError<Refused>()("Refused", {}) {}
+      const worker = Agent.define({
+        name: "worker",
+        state: Schema.Number,
+        initial: 0,
+        actions: {
+          ok: Agent.action({ params: Schema.Struct({}), run: () => Effect.void }),
+          refuse: Agent.action({ params: Schema.Struct({}), run: () => Effect.fail(new Refused()) })
+        }
+      })
+      const registry = yield* AgentRegistry.make()
+      const scheduler = yield* Scheduler.make().pipe(Effect.provideService(AgentRegistry.AgentRegistry, registry))
+      const agent = yield* registry.spawn(worker, { id: "w", metadata })
+      const schedule = { every: "1 hour", params: {}, delivery: "call", timeout: "1 second" } as const
+      yield* scheduler.schedule(agent, "ok", { ...schedule, action: "ok" })
+      yield* scheduler.schedule(agent, "refuse", { ...schedule, action: "refuse" })
+      const check = yield* runCheck(HealthChecker.checks.scheduler()).pipe(
+        Effect.provideService(Scheduler.Scheduler, scheduler)
+      )
+      yield* scheduler.runNow(agent, "ok")
+      expect(yield* check()).toMatchObject({
+        status: "healthy",
+        details: { schedules: 2, agents: 1, runs: 1, failures: 0, failedSince: 0 }
+      })
+      yield* Effect.exit(scheduler.runNow(agent, "refuse"))
+      expect(yield* check()).toMatchObject({ status: "degraded", details: { runs: 2, failures: 1, failedSince: 1 } })
+      expect((yield* check()).status).toBe("healthy")
+    }))
+
+  it.scoped("locks: degraded when a lock with waiters has had the same grant for stallAfter", () =>
+    Effect.gen(function*() {
+      const locks = yield* Lock.Locks
+      const check = yield* runCheck(HealthChecker.checks.locks({ stallAfter: "30 seconds" }))
+      const first = yield* locks.acquire("l", { holder: "a" })
+      const waiter = yield* Effect.fork(Effect.scoped(locks.acquire("l", { holder: "b" })))
+      yield* settle
+      // Contention alone is healthy; the same grant with waiters for 30 s is a stall.
+      expect(yield* check()).toMatchObject({ status: "healthy", details: { locks: 1, held: 1, waiters: 1, stalled: [] } })
+      yield* TestClock.adjust("29 seconds")
+      expect((yield* check()).status).toBe("healthy")
+      yield* TestClock.adjust("1 second")
+      expect(yield* check()).toMatchObject({ status: "degraded", details: { waiters: 1, stalled: ["l"] } })
+      yield* locks.release(first)
+      yield* Fiber.join(waiter)
+      expect(yield* check()).toMatchObject({ status: "healthy", details: { waiters: 0, stalled: [] } })
+      // A bad option fails the check, naming the field.
+      const bad = yield* runCheck(HealthChecker.checks.locks({ stallAfter: -1 }))
+      const failed = yield* bad()
+      expect(failed.status).toBe("unhealthy")
+      expect((Option.getOrThrow(failed.lastError) as ValidationError).field).toBe("locks.stallAfter")
+    }).pipe(Effect.provide(Lock.layer({ lease: "1 hour", timeout: "1 hour" }))))
+
+  it.scoped("barriers: degraded while a barrier is broken", () =>
+    Effect.gen(function*() {
+      const barriers = yield* Barrier.Barriers
+      const barrier = yield* barriers.create({ name: "b", parties: 2 })
+      const check = yield* runCheck(HealthChecker.checks.barriers())
+      const party = yield* Effect.fork(Effect.exit(barrier.awaitWithin("1 second")))
+      yield* settle
+      expect(yield* check()).toMatchObject({ status: "healthy", details: { barriers: 1, waiting: 1, broken: [] } })
+      yield* TestClock.adjust("1 second") // the party times out: the generation breaks
+      yield* Fiber.join(party)
+      expect(yield* check()).toMatchObject({ status: "degraded", details: { barriers: 1, waiting: 0, broken: ["b"] } })
+      yield* barrier.reset
+      expect((yield* check()).status).toBe("healthy")
+    }).pipe(Effect.provide(Barrier.layer())))
+
+  it.scoped("consensus: healthy, with the open rounds", () =>
+    Effect.gen(function*() {
+      const consensus = yield* Consensus.Consensus
+      const check = yield* runCheck(HealthChecker.checks.consensus())
+      expect(yield* check()).toMatchObject({ status: "healthy", details: { openRounds: 0 } })
+      const round = yield* consensus.open({ question: "ship?", participants: ["a", "b"] })
+      expect(yield* check()).toMatchObject({ status: "healthy", details: { openRounds: 1 } })
+      yield* round.vote("a", "yes")
+      yield* round.vote("b", "yes")
+      expect((yield* check()).details).toEqual({ openRounds: 0 })
+    }).pipe(Effect.provide(Consensus.layer())))
+
+  it.scoped("telemetry: degraded when emissions were dropped for an invalid name since the previous run", () =>
+    Effect.gen(function*() {
+      const telemetry = yield* Telemetry.Telemetry
+      const check = yield* runCheck(HealthChecker.checks.telemetry())
+      yield* telemetry.emit("app.ok")
+      expect(yield* check()).toMatchObject({ status: "healthy", details: { invalidNames: 0, droppedSince: 0 } })
+      yield* telemetry.emit("app..bad")
+      expect(yield* check()).toMatchObject({ status: "degraded", details: { invalidNames: 1, droppedSince: 1 } })
+      expect((yield* check()).status).toBe("healthy")
+    }).pipe(Effect.provide(Telemetry.layerWithBus())))
+
+  it.scopedLive("commandRunner: degraded when runs failed since the previous run (a real process)", () =>
+    Effect.gen(function*() {
+      const runner = yield* CommandRunner.CommandRunner
+      const check = yield* runCheck(HealthChecker.checks.commandRunner())
+      const node = (code: string) => runner.run("node", ["-e", code], { useCache: false })
+      yield* node("process.exit(0)")
+      expect(yield* check()).toMatchObject({
+        status: "healthy",
+        details: { runs: 1, active: 0, failed: 0, timedOut: 0, rejected: 0 }
+      })
+      yield* Effect.exit(node("process.exit(3)"))
+      expect(yield* check()).toMatchObject({ status: "degraded", details: { runs: 2, failed: 1 } })
+      expect((yield* check()).status).toBe("healthy")
+    }).pipe(Effect.provide(CommandRunner.layerNode({ allowed: [{ name: "node", path: process.execPath }] }))))
 })
 
 describe("HealthChecker example", () => {
