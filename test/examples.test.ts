@@ -20,6 +20,7 @@ import * as ErrorContextExample from "../examples/error-context.js"
 import * as Errors from "../examples/errors.js"
 import * as EventBusExample from "../examples/event-bus.js"
 import * as LoadTestExample from "../examples/load-test.js"
+import * as MultiObjectiveExample from "../examples/multi-objective.js"
 import * as OtelExample from "../examples/otel.js"
 import * as SamplerMonitor from "../examples/sampler-monitor.js"
 import * as TaskPoolsExample from "../examples/task-pools.js"
@@ -40,7 +41,7 @@ describe("README examples", () => {
   it("the README shows every example file verbatim", () => {
     const readme = readFileSync(`${root}/README.md`, "utf8")
     const files = readdirSync(`${root}/examples`).filter((f) => f.endsWith(".ts"))
-    expect(files.length).toBe(37)
+    expect(files.length).toBe(38)
     for (const file of files) {
       const source = readFileSync(`${root}/examples/${file}`, "utf8")
       expect(readme, `README block for examples/${file}`).toContain("```ts\n" + source + "```")
@@ -241,6 +242,11 @@ describe("README examples", () => {
         answers: ["enc-a encoded f1 f2 f4 f6 f9", "enc-b encoded f7 f10", "enc-d encoded f3 f5 f8 f11"],
         unassigned: ["f12"]
       })
+    }))
+
+  it.effect("multi-objective (NSGA-II)", () =>
+    Effect.gen(function*() {
+      expect(yield* MultiObjectiveExample.program).toEqual({ frontSize: 40, xRange: [0, 2], hypervolume: 13.16 })
     }))
 
   it.effect("supervisor", () =>
