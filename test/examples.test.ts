@@ -14,6 +14,7 @@ import * as CacheExample from "../examples/cache.js"
 import * as CircuitBreakerExample from "../examples/circuit-breaker.js"
 import * as CommandRunnerExample from "../examples/command-runner.js"
 import * as ConnectionManagerExample from "../examples/connection-manager.js"
+import * as ConstraintsExample from "../examples/constraints.js"
 import * as CqrsExample from "../examples/cqrs.js"
 import * as DiscoveryExample from "../examples/discovery.js"
 import * as ErrorContextExample from "../examples/error-context.js"
@@ -41,7 +42,7 @@ describe("README examples", () => {
   it("the README shows every example file verbatim", () => {
     const readme = readFileSync(`${root}/README.md`, "utf8")
     const files = readdirSync(`${root}/examples`).filter((f) => f.endsWith(".ts"))
-    expect(files.length).toBe(38)
+    expect(files.length).toBe(39)
     for (const file of files) {
       const source = readFileSync(`${root}/examples/${file}`, "utf8")
       expect(readme, `README block for examples/${file}`).toContain("```ts\n" + source + "```")
@@ -242,6 +243,11 @@ describe("README examples", () => {
         answers: ["enc-a encoded f1 f2 f4 f6 f9", "enc-b encoded f7 f10", "enc-d encoded f3 f5 f8 f11"],
         unassigned: ["f12"]
       })
+    }))
+
+  it.effect("constraints", () =>
+    Effect.gen(function*() {
+      expect(yield* ConstraintsExample.program).toEqual({ count: 20, first: { x: 1, y: 2, z: 3 }, distributedCount: 20, splitOn: "x" })
     }))
 
   it.effect("multi-objective (NSGA-II)", () =>
