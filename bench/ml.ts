@@ -59,5 +59,3 @@ export const markdown = (r: MlReport): string => `## ML
 | time per run | ${(r.secondsPerRun * 1000).toFixed(0)} ms | |
 `
 
-const isMain = typeof process !== "undefined" && process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/\\/g, "/"))
-if (isMain) Effect.runPromise(run).then((r) => console.log(markdown(r)))

@@ -9,6 +9,7 @@ import * as Agents from "./agents.js"
 import * as Data from "./data.js"
 import * as EventBusBench from "./eventbus.js"
 import * as Http from "./http.js"
+import * as Ml from "./ml.js"
 import * as Registry from "./registry.js"
 import * as Resilience from "./resilience.js"
 
@@ -18,7 +19,8 @@ export const sections = {
   http: Http.run,
   data: Data.run,
   agents: Agents.run,
-  registry: Registry.run
+  registry: Registry.run,
+  ml: Ml.run
 } as const
 
 export type Section = keyof typeof sections

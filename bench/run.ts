@@ -15,6 +15,7 @@ import * as Agents from "./agents.js"
 import * as Data from "./data.js"
 import type * as EventBusBench from "./eventbus.js"
 import * as Http from "./http.js"
+import * as Ml from "./ml.js"
 import type { Section } from "./only.js"
 import * as Registry from "./registry.js"
 import type * as Resilience from "./resilience.js"
@@ -51,6 +52,7 @@ const program = Effect.gen(function*() {
   const data = yield* section<Data.DataReport>("data")
   const agents = yield* section<Agents.AgentsReport>("agents")
   const registry = yield* section<Registry.RegistryReport>("registry")
+  const ml = yield* section<Ml.MlReport>("ml")
   const busRate = (name: string) => bus.rows.find((r) => r.name === name)?.perSecond ?? Number.NaN
   const oneSubscriber = busRate("EventBus, 1 subscriber (pattern agent.task.*)")
   const withNoise = busRate("EventBus, 1 subscriber + 1,000 non-matching pattern subscriptions")
@@ -107,6 +109,7 @@ what to compare across machines.
 | agent call round trip ≥ 100,000 calls/s | ${(agents.callsPerSecond / 1000).toFixed(0)} k/s | ${check(agents.callsPerSecond >= 100_000)} |
 | agent registry (100,000 agents): lookup ≥ 2,000,000/s in one fiber | ${(registry.lookupsPerSecond / 1e6).toFixed(2)} M/s | ${check(registry.lookupsPerSecond >= 2e6)} |
 | agent registry: query by capability returning ~100 agents ≤ 20 µs | ${registry.queryMicros.toFixed(1)} µs (${registry.queryResults} agents) | ${check(registry.queryMicros <= 20)} |
+| NSGA-II on ZDT1 (population 100, 250 generations): hypervolume ≥ 0.86 against (1.1, 1.1) | ${ml.minHypervolume.toFixed(3)} (worst of ${ml.seeds.length} seeds) | ${check(ml.minHypervolume >= 0.86)} |
 | agent registry: register ≥ 100,000/s | ${(registry.registerPerSecond / 1000).toFixed(0)} k/s (${(registry.bytesPerAgent / 1024).toFixed(2)} KB per entry) | ${check(registry.registerPerSecond >= 100_000)} |
 
 ## Per-call overhead
@@ -142,7 +145,8 @@ ${bus.rows.map((r) => `| ${r.name} | ${(r.perSecond / 1e6).toFixed(2)} M |`).joi
 ${Http.markdown(http)}
 ${Data.markdown(data)}
 ${Agents.markdown(agents)}
-${Registry.markdown(registry)}`
+${Registry.markdown(registry)}
+${Ml.markdown(ml)}`
   const out = fileURLToPath(new URL("../../bench/RESULTS.md", import.meta.url))
   writeFileSync(out, md)
   console.log(`\nwritten ${out}`)
