@@ -7,6 +7,7 @@ import * as AgentRegistry from "../../src/agents/AgentRegistry.js"
 import { NotFoundError, TimeoutError, ValidationError } from "../../src/errors/FoundationError.js"
 import * as EventBus from "../../src/observability/EventBus.js"
 import * as Telemetry from "../../src/observability/Telemetry.js"
+import { drainTelemetry } from "../support/telemetry.js"
 
 const failureOf = <A, E>(exit: Exit.Exit<A, E>): E | undefined =>
   Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
@@ -301,13 +302,7 @@ describe("AgentMonitor", () => {
       yield* settle
       yield* agent.stop
       yield* settle
-      const seen: Array<[string, unknown, unknown]> = []
-      for (;;) {
-        const next = yield* sub.poll
-        if (Option.isNone(next)) break
-        const { measurements, metadata: meta } = next.value.data as Telemetry.TelemetryEvent
-        seen.push([next.value.type, measurements, meta])
-      }
+      const seen = yield* drainTelemetry(sub)
       const e = AgentMonitor.events
       expect(seen).toEqual([
         [e.started, { interval_ms: 30_000, timeout_ms: 5_000 }, { monitor: "m", agent_id: "t" }],

@@ -7,6 +7,7 @@ import * as Scheduler from "../../src/agents/Scheduler.js"
 import { AlreadyExistsError, NotFoundError, ValidationError } from "../../src/errors/FoundationError.js"
 import * as EventBus from "../../src/observability/EventBus.js"
 import * as Telemetry from "../../src/observability/Telemetry.js"
+import { drainTelemetry } from "../support/telemetry.js"
 
 const failureOf = <A, E>(exit: Exit.Exit<A, E>): E | undefined =>
   Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
@@ -376,13 +377,7 @@ describe("Scheduler", () => {
       yield* h.scheduler.unschedule(h.agent, "r")
       yield* h.agent.stop
       yield* settle
-      const seen: Array<[string, unknown, unknown]> = []
-      for (;;) {
-        const next = yield* sub.poll
-        if (Option.isNone(next)) break
-        const { measurements, metadata: meta } = next.value.data as Telemetry.TelemetryEvent
-        seen.push([next.value.type, measurements, meta])
-      }
+      const seen = yield* drainTelemetry(sub)
       const e = Scheduler.events
       const at = { scheduler: "s", agent_id: "c" }
       expect(seen).toEqual([

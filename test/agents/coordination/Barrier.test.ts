@@ -5,6 +5,7 @@ import * as Barrier from "../../../src/agents/coordination/Barrier.js"
 import { AlreadyExistsError, NotFoundError, ValidationError } from "../../../src/errors/FoundationError.js"
 import * as EventBus from "../../../src/observability/EventBus.js"
 import * as Telemetry from "../../../src/observability/Telemetry.js"
+import { drainTelemetry } from "../../support/telemetry.js"
 
 const failureOf = <A, E>(exit: Exit.Exit<A, E>): E | undefined =>
   Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
@@ -322,13 +323,7 @@ describe("Barriers (named)", () => {
       yield* Effect.fork(b.await) // alone: times out at 1 s
       yield* TestClock.adjust("2 minutes") // idle from 1 s: kept by the sweep at 60 s, removed by the one at 120 s
       yield* settle
-      const seen: Array<[string, unknown, unknown]> = []
-      for (;;) {
-        const next = yield* sub.poll
-        if (Option.isNone(next)) break
-        const { measurements, metadata } = next.value.data as Telemetry.TelemetryEvent
-        seen.push([next.value.type, measurements, metadata])
-      }
+      const seen = yield* drainTelemetry(sub)
       const e = Barrier.events
       expect(seen).toEqual([
         [e.tripped, { parties: 2, generation: 0 }, { barrier: "e" }],

@@ -7,6 +7,7 @@ import * as Consensus from "../../../src/agents/coordination/Consensus.js"
 import { AlreadyExistsError, NotFoundError, ValidationError } from "../../../src/errors/FoundationError.js"
 import * as EventBus from "../../../src/observability/EventBus.js"
 import * as Telemetry from "../../../src/observability/Telemetry.js"
+import { drainTelemetry } from "../../support/telemetry.js"
 
 const failureOf = <A, E>(exit: Exit.Exit<A, E>): E | undefined =>
   Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
@@ -410,13 +411,7 @@ describe("Consensus", () => {
         yield* TestClock.adjust("2 seconds")
         yield* round.vote("a", "yes")
         yield* round.vote("b", "yes")
-        const seen: Array<unknown> = []
-        for (;;) {
-          const next = yield* sub.poll
-          if (Option.isNone(next)) break
-          const { measurements, metadata } = next.value.data as Telemetry.TelemetryEvent
-          seen.push([next.value.type, measurements, metadata])
-        }
+        const seen = yield* drainTelemetry(sub)
         const at = { consensus: "council", round_id: "r", rule: "quorum(2)" }
         expect(seen).toEqual([
           [Consensus.events.started, { participants: 3, timeout_ms: 30_000 }, at],

@@ -7,6 +7,7 @@ import * as Election from "../../../src/agents/coordination/Election.js"
 import { ValidationError } from "../../../src/errors/FoundationError.js"
 import * as EventBus from "../../../src/observability/EventBus.js"
 import * as Telemetry from "../../../src/observability/Telemetry.js"
+import { drainTelemetry } from "../../support/telemetry.js"
 
 const failureOf = <A, E>(exit: Exit.Exit<A, E>): E | undefined =>
   Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
@@ -269,13 +270,7 @@ describe("Election", () => {
       yield* Election.make({ registry, capability: "lead", name: "leaders" })
       yield* a.stop
       yield* settle
-      const seen: Array<unknown> = []
-      for (;;) {
-        const next = yield* sub.poll
-        if (Option.isNone(next)) break
-        const { measurements, metadata } = next.value.data as Telemetry.TelemetryEvent
-        seen.push([next.value.type, measurements, metadata])
-      }
+      const seen = yield* drainTelemetry(sub)
       const at = { election: "leaders", capability: "lead" }
       expect(seen).toEqual([
         [Election.events.leaderChanged, { term: 1 }, { ...at, leader: "a", previous: null, reason: "elected" }],

@@ -5,6 +5,7 @@ import * as Lock from "../../../src/agents/coordination/Lock.js"
 import { ValidationError } from "../../../src/errors/FoundationError.js"
 import * as EventBus from "../../../src/observability/EventBus.js"
 import * as Telemetry from "../../../src/observability/Telemetry.js"
+import { drainTelemetry } from "../../support/telemetry.js"
 
 const failureOf = <A, E>(exit: Exit.Exit<A, E>): E | undefined =>
   Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
@@ -390,13 +391,7 @@ describe("Locks", () => {
       const c = yield* holdIn(locks, "e", { holder: "c" })
       yield* TestClock.adjust("10 seconds")
       yield* settle
-      const seen: Array<[string, unknown, unknown]> = []
-      for (;;) {
-        const next = yield* sub.poll
-        if (Option.isNone(next)) break
-        const { measurements, metadata } = next.value.data as Telemetry.TelemetryEvent
-        seen.push([next.value.type, measurements, metadata])
-      }
+      const seen = yield* drainTelemetry(sub)
       const e = Lock.events
       expect(seen).toEqual([
         [e.acquireTimeout, { count: 1, timeout_ms: 2_000, waiters: 1 }, { locks: "L", lock: "e", holder: "b", held_by: "a" }],
