@@ -38,11 +38,11 @@ import * as SupervisorExample from "../examples/supervisor.js"
 const root = fileURLToPath(new URL("..", import.meta.url))
 
 describe("README examples", () => {
-  // The coordination, integration, Foundation, patterns and cross-validation examples are run by their modules' tests ("the example runs").
+  // The coordination, integration, Foundation and ML examples are run by their modules' tests ("the example runs").
   it("the README shows every example file verbatim", () => {
     const readme = readFileSync(`${root}/README.md`, "utf8")
     const files = readdirSync(`${root}/examples`).filter((f) => f.endsWith(".ts"))
-    expect(files.length).toBe(41)
+    expect(files.length).toBe(45)
     for (const file of files) {
       const source = readFileSync(`${root}/examples/${file}`, "utf8")
       expect(readme, `README block for examples/${file}`).toContain("```ts\n" + source + "```")

@@ -241,6 +241,12 @@ export const names = {
     /** measurements { count } · metadata { contract, operation, kind: implementation | output, reason } */
     violation: "foundation.service_integration.contract_violation"
   },
+  study: {
+    /** measurements { number, value?, duration, attempts } · metadata { study, state, error? } */
+    trialEnded: "foundation.ml.study.trial_ended",
+    /** measurements { number, value } · metadata { study, params } */
+    bestImproved: "foundation.ml.study.best_improved"
+  },
   cqrs: {
     /** measurements {} · metadata { command, params (redacted) } */
     commandStarted: "foundation.cqrs.command.started",
