@@ -38,6 +38,7 @@ import * as Random from "effect/Random"
 import * as Ref from "effect/Ref"
 import { NotFoundError, Tagged, ValidationError } from "../errors/FoundationError.js"
 import * as Validation from "../errors/Validation.js"
+import type * as TaskPools from "../infra/TaskPools.js"
 import * as Events from "../observability/Events.js"
 import * as MetricKit from "../observability/MetricKit.js"
 import * as Telemetry from "../observability/Telemetry.js"
@@ -161,6 +162,12 @@ export interface OptimizeOptions<P> {
   readonly timeoutPerTrial?: Duration.DurationInput
   /** Runs of a failing trial after the first, with the same parameters [0]. Pruning is not retried. */
   readonly retries?: number
+  /**
+   * Run each attempt as a task of this pool (`TaskPools`): trials then share the pool's
+   * concurrency cap and time limit with the rest of the application, and shutting the pool down
+   * fails the trials still running (recorded as failed) [run in the caller's fiber tree].
+   */
+  readonly pool?: TaskPools.Pool
   /** Called after each trial ends, with its record and the study's best so far (a progress hook). */
   readonly onTrial?: (trial: TrialRecord, best: TrialRecord | undefined) => Effect.Effect<void>
   /** Phantom: ties the options to the study's parameters. */
@@ -542,7 +549,8 @@ export const make = <const S extends Space.Space>(
                 objective(trial)
               )
             })
-            const timed = timeout === undefined ? attempt : Effect.timeoutFail(attempt, {
+            const pooled = opts.pool === undefined ? attempt : opts.pool.execute(attempt)
+            const timed = timeout === undefined ? pooled : Effect.timeoutFail(pooled, {
               duration: timeout,
               onTimeout: () => new TrialTimeoutError({ trial: trial.number, timeout })
             })

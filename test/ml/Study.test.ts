@@ -8,6 +8,7 @@ import * as SqlStore from "../../src/data/SqlStore.js"
 import * as Example from "../../examples/study.js"
 import { NotFoundError, ValidationError } from "../../src/errors/FoundationError.js"
 import { branin, braninMinimum, learningCurve, mixedObjective } from "../../src/ml/problems.js"
+import * as TaskPools from "../../src/infra/TaskPools.js"
 import * as Study from "../../src/ml/Study.js"
 import * as Pruners from "../../src/ml/study/Pruners.js"
 import * as Samplers from "../../src/ml/study/Samplers.js"
@@ -382,6 +383,25 @@ describe("optimize", () => {
       const one = yield* draws(1)
       expect(yield* draws(8)).toEqual(one)
       expect(new Set(one).size).toBe(8)
+    }))
+
+  it.scoped("runs trials as tasks of a TaskPools pool, within its concurrency cap", () =>
+    Effect.gen(function*() {
+      const pool = yield* TaskPools.makePool({ name: "trials", maxConcurrency: 2, timeout: "1 minute" })
+      let running = 0
+      let peak = 0
+      const study = yield* Study.make({ space: { x: Study.float(0, 1) }, sampler: Study.random(), seed: 3 })
+      const fiber = yield* Effect.fork(study.optimize((t) =>
+        Effect.acquireUseRelease(
+          Effect.sync(() => (peak = Math.max(peak, ++running))),
+          () => Effect.as(Effect.sleep("1 second"), t.params.x),
+          () => Effect.sync(() => running--)
+        ), { trials: 10, concurrency: 8, pool }))
+      for (let i = 0; i < 5; i++) yield* TestClock.adjust("1 second")
+      const summary = yield* Fiber.join(fiber)
+      expect(summary.states.complete).toBe(10)
+      expect(peak).toBe(2)
+      expect((yield* pool.stats).completed).toBe(10)
     }))
 
   it.effect("validates its options", () =>
