@@ -218,8 +218,10 @@ interface State {
   nextNumber: number
   /** The finished trials in number order (what samplers learn from). */
   readonly finished: Array<TrialRecord>
-  /** Trials found running in storage, to run again first. */
+  /** Trials found running in storage, or whose run was interrupted, to run again first. */
   readonly reruns: Array<number>
+  /** Numbers allocated by an `optimize` that was interrupted before their trial started. */
+  readonly free: Array<number>
   exhausted: boolean
 }
 
@@ -277,7 +279,7 @@ export const make = <const S extends Space.Space>(
     const telemetry = Option.getOrUndefined(yield* Effect.serviceOption(Telemetry.Telemetry))
     const loaded = yield* storage.load(name)
     let seed: number
-    const state: State = { trials: new Map(), ended: new Map(), finished: [], nextNumber: 0, reruns: [], exhausted: false }
+    const state: State = { trials: new Map(), ended: new Map(), finished: [], nextNumber: 0, reruns: [], free: [], exhausted: false }
     if (Option.isSome(loaded)) {
       const stored = loaded.value.study
       const storedSpace = yield* Space.fromJson(stored.space)
@@ -323,7 +325,7 @@ export const make = <const S extends Space.Space>(
         return [Option.some({ number: rerun, rerun: s.trials.get(rerun) }), s]
       }
       if (s.exhausted) return [Option.none(), s]
-      const number = s.nextNumber++
+      const number = s.free.length > 0 ? s.free.shift()! : s.nextNumber++
       return [Option.some({ number, rerun: undefined }), s]
     })
 
@@ -410,13 +412,29 @@ export const make = <const S extends Space.Space>(
         return makeTrial(number, params)
       })
 
-    const askVisible = (visibleBelow: (number: number) => number | undefined) =>
-      Effect.gen(function*() {
-        const slot = yield* allocate
-        if (Option.isNone(slot)) {
-          return yield* new SearchExhaustedError({ study: name, trials: (yield* Ref.get(ref)).nextNumber })
+    /**
+     * After an interruption: a started trial is queued to run again (it keeps its number and
+     * parameters); a number allocated to a trial that never started is handed back.
+     */
+    const giveBack = (number: number) =>
+      Ref.update(ref, (s) => {
+        const t = s.trials.get(number)
+        const queue = t === undefined ? s.free : t.state === "running" ? s.reruns : undefined
+        if (queue !== undefined && !queue.includes(number)) {
+          queue.push(number)
+          queue.sort((a, b) => a - b)
         }
-        const { number, rerun } = slot.value
+        return s
+      })
+
+    const askVisible = (visibleBelow: (number: number) => number | undefined) =>
+      Effect.flatMap(allocate, (slot) =>
+        Option.isNone(slot)
+          ? Effect.flatMap(Ref.get(ref), (s) => new SearchExhaustedError({ study: name, trials: s.nextNumber }))
+          : Effect.onInterrupt(prepare(slot.value.number, slot.value.rerun, visibleBelow), () => giveBack(slot.value.number)))
+
+    const prepare = (number: number, rerun: TrialRecord | undefined, visibleBelow: (number: number) => number | undefined) =>
+      Effect.gen(function*() {
         if (rerun !== undefined) return yield* start(number, rerun.params)
         yield* ensureSignal(number)
         const below = visibleBelow(number)
@@ -583,7 +601,7 @@ export const make = <const S extends Space.Space>(
             Effect.map(Option.some),
             Effect.catchTag("SearchExhaustedError", () => Effect.succeed(Option.none()))
           )
-          if (Option.isSome(trial)) yield* runTrial(trial.value)
+          if (Option.isSome(trial)) yield* Effect.onInterrupt(runTrial(trial.value), () => giveBack(trial.value.number))
         })
 
         yield* Effect.forEach(Array.from({ length: remaining }), () => one, { concurrency, discard: true }).pipe(

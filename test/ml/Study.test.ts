@@ -478,6 +478,30 @@ describe("storage and resume", () => {
       expect(strip(yield* resumed.trials)).toEqual(strip(yield* fresh.trials))
     }))
 
+  it.effect("the same study object runs on after an interrupted optimize: no gap, no deadlock, the same trials", () =>
+    Effect.gen(function*() {
+      const slow = (t: Study.Trial<{ x: number; y: number }>) =>
+        Effect.as(Effect.sleep(`${1 + (t.number % 3)} seconds`), branin(t.params.x, t.params.y))
+      const study = yield* Study.make({ space: braninSpace, seed: 31 })
+      const fiber = yield* Effect.fork(study.optimize(slow, { trials: 30, concurrency: 4 }))
+      for (let i = 0; i < 6; i++) yield* TestClock.adjust("1 second")
+      yield* Fiber.interrupt(fiber)
+      const partial = yield* study.summary
+      expect(partial.states.complete).toBeGreaterThan(4)
+      expect(partial.states.running).toBeGreaterThan(0)
+      const again = yield* Effect.fork(study.optimize(slow, { trials: 30, concurrency: 4 }))
+      for (let i = 0; i < 40; i++) yield* TestClock.adjust("1 second")
+      const summary = yield* Fiber.join(again)
+      expect(summary.states).toEqual({ running: 0, complete: 30, pruned: 0, failed: 0 })
+      const trials = yield* study.trials
+      expect(trials.map((t) => t.number)).toEqual(Array.from({ length: 30 }, (_, i) => i))
+      const fresh = yield* Study.make({ space: braninSpace, seed: 31 })
+      const run = yield* Effect.fork(fresh.optimize(slow, { trials: 30, concurrency: 4 }))
+      for (let i = 0; i < 40; i++) yield* TestClock.adjust("1 second")
+      yield* Fiber.join(run)
+      expect(trials.map((t) => t.params)).toEqual((yield* fresh.trials).map((t) => t.params))
+    }))
+
   it.effect("a stored study with another space or direction is a ValidationError", () =>
     Effect.gen(function*() {
       const storage = yield* Study.memoryStorage
