@@ -2,7 +2,8 @@
 /**
  * The `foundation` command. `foundation demo` runs the demo (`npm start`): a flaky service behind
  * Protect, the infrastructure services, then a supervised team of agents on the Foundation's
- * services (see `Demo` and `TeamDemo`).
+ * services (see `Demo` and `TeamDemo`). `foundation study` runs a hyperparameter study on a
+ * benchmark problem and writes a JSON and HTML report (see `StudyCommand`).
  */
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
@@ -11,6 +12,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Effect from "effect/Effect"
 import * as Demo from "./Demo.js"
 import * as LoadTestCommand from "./LoadTestCommand.js"
+import * as StudyCommand from "./StudyCommand.js"
 
 const demo = Command.make(
   "demo",
@@ -30,7 +32,7 @@ const demo = Command.make(
 
 const foundation = Command.make("foundation").pipe(
   Command.withDescription("effect-foundation: resilient services and multi-agent systems on Effect"),
-  Command.withSubcommands([demo, LoadTestCommand.command])
+  Command.withSubcommands([demo, LoadTestCommand.command, StudyCommand.command])
 )
 
 const cli = Command.run(foundation, { name: "foundation", version: "0.1.0" })

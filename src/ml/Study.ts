@@ -64,7 +64,8 @@ export {
   type Space
 } from "./study/Space.js"
 export { type Loaded, memory as memoryStorage, repository as repositoryStorage, type Storage, type StudyRecord } from "./study/Storage.js"
-export type { Direction, Intermediate, TrialRecord, TrialState } from "./study/Trial.js"
+export * as Report from "./study/Report.js"
+export { convergence, type Direction, type Intermediate, type TrialRecord, type TrialState } from "./study/Trial.js"
 
 /** Telemetry events of this module. */
 export const events = Events.names.study
@@ -632,14 +633,3 @@ export const make = <const S extends Space.Space>(
     }
     return study
   })
-
-/** The best-so-far value after each trial, in number order (for convergence plots). */
-export const convergence = (direction: Direction, trials: ReadonlyArray<TrialRecord>): ReadonlyArray<number | undefined> => {
-  let best: number | undefined
-  return trials.map((t) => {
-    if (t.state === "complete" && t.value !== undefined) {
-      if (best === undefined || (direction === "minimize" ? t.value < best : t.value > best)) best = t.value
-    }
-    return best
-  })
-}

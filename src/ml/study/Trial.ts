@@ -66,3 +66,14 @@ export const bestOf = (direction: Direction, trials: Iterable<TrialRecord>): Tri
   }
   return best
 }
+
+/** The best value so far after each trial (in the order given), undefined before the first complete one. */
+export const convergence = (direction: Direction, trials: ReadonlyArray<TrialRecord>): ReadonlyArray<number | undefined> => {
+  let best: number | undefined
+  return trials.map((t) => {
+    if (t.state === "complete" && t.value !== undefined && Number.isFinite(t.value)) {
+      if (best === undefined || better(direction, t.value, best)) best = t.value
+    }
+    return best
+  })
+}
