@@ -387,7 +387,7 @@ export const convergenceSvg = (report: Report, options: HtmlOptions = {}): strin
     d += d === "" ? `M${px(xx)} ${px(yy)}` : `H${px(xx)}V${px(yy)}`
     lastX = xx
   }
-  if (d !== "") parts.push(`<path class="best" d="${d}H${px(Math.max(lastX, x.apply(maxNumber)))}"/>`)
+  if (d !== "") parts.push(`<path class="best" fill="none" d="${d}H${px(Math.max(lastX, x.apply(maxNumber)))}"/>`)
   for (const t of plotted) {
     const xx = x.apply(t.number)
     const yy = y.apply(t.value!)
@@ -443,7 +443,7 @@ export const intermediateSvg = (report: Report, options: HtmlOptions = {}): stri
   for (const t of [...curves].sort((a, b) => rank(a) - rank(b) || a.number - b.number)) {
     const points = t.intermediate.filter((p) => p.value !== null).map((p) => `${px(x.apply(p.step))},${px(y.apply(p.value!))}`)
     const cls = t.number === best ? "curve best-curve" : `curve ${t.state}-curve`
-    parts.push(`<polyline class="${cls}" points="${points.join(" ")}">${tooltip(t)}</polyline>`)
+    parts.push(`<polyline class="${cls}" fill="none" points="${points.join(" ")}">${tooltip(t)}</polyline>`)
   }
   parts.push(`</svg>`)
   return parts.join("")
