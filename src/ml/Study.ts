@@ -322,7 +322,7 @@ export const make = <const S extends Space.Space>(
     const allocate = Ref.modify(ref, (s): [Option.Option<{ number: number; rerun: TrialRecord | undefined }>, State] => {
       const rerun = s.reruns.shift()
       if (rerun !== undefined) {
-        s.ended.set(rerun, Deferred.unsafeMake<void>(FiberId.none))
+        if (bound.usesHistory) s.ended.set(rerun, Deferred.unsafeMake<void>(FiberId.none))
         return [Option.some({ number: rerun, rerun: s.trials.get(rerun) }), s]
       }
       if (s.exhausted) return [Option.none(), s]
@@ -437,7 +437,8 @@ export const make = <const S extends Space.Space>(
     const prepare = (number: number, rerun: TrialRecord | undefined, visibleBelow: (number: number) => number | undefined) =>
       Effect.gen(function*() {
         if (rerun !== undefined) return yield* start(number, rerun.params)
-        yield* ensureSignal(number)
+        // Only samplers that learn from history make later trials wait for this one.
+        if (bound.usesHistory) yield* ensureSignal(number)
         const below = visibleBelow(number)
         if (below !== undefined && bound.usesHistory) yield* awaitEnded(0, below)
         const params = yield* sample(number, below)
