@@ -10,8 +10,12 @@
  *   pooled data (see the tests).
  * - Sampling: each round selects `max(minClients, ceil(fraction·n))` distinct clients, drawn from
  *   Effect's `Random` (a private `Random.make(seed)` with `seed`, else the ambient service), so a
- *   seed reproduces the selection and the noise. Clients' own code runs under the ambient `Random`,
- *   so what a client draws never shifts the server's draws.
+ *   seed reproduces the selection and the noise.
+ * - Clients' randomness is reproducible too: each `fit` runs with its own `Random`, seeded from
+ *   (run seed, round, client id) — the run seed being `seed`, else one draw from the ambient
+ *   `Random` at the start — so what a client draws depends neither on the concurrency nor on how
+ *   the clients were scheduled, and never shifts the server's draws. `evaluate` likewise runs
+ *   with a `Random` seeded from (run seed, round).
  * - Failure tolerance: a client that fails, dies, times out (`clientTimeout`) or returns an invalid
  *   update (wrong length, non-finite values, `numExamples` not > 0) is recorded as a failure of that
  *   client only. The round fails with `RoundFailedError` (round, failures, history so far) when more
@@ -21,9 +25,11 @@
  *   so FedProx(0) is FedAvg exactly.
  * - Clipping / noise: with `clipNorm` C, every client's update Δₖ = wₖ − w_global is scaled to L2
  *   norm ≤ C before averaging (so the aggregate update has norm ≤ C); with `noiseMultiplier` σ,
- *   N(0, (σ·C/m)²) noise (Box–Muller) is added to each coordinate of the averaged update, m being
- *   the number of clients aggregated — i.e. noise σ·C on the sum, as in DP-FedAvg and Flower's
- *   server-side fixed clipping.
+ *   N(0, (σ·S)²) noise (Box–Muller) is added to each coordinate of the averaged update, where
+ *   S = C·maxₖ nₖ / Σₖ nₖ is the sensitivity of the weighted average to one client's clipped
+ *   update (as in DP-FedAvg, McMahan et al. 2018). With equal weights S = C/m (m clients
+ *   aggregated): noise σ·C on the sum, as in Flower's server-side fixed clipping; with unequal
+ *   weights a heavy client moves the average by more than C/m, and the noise covers that.
  * - Clients receive their own copy of the global parameters; nothing a client does to it (or to
  *   the array it returns) can change the server's state.
  * - Clients of a round run concurrently (`concurrency`, default all at once) as child fibers of
@@ -145,6 +151,20 @@ const gaussianFill = (out: Float64Array, std: number, rng: PCGRandom): Float64Ar
 }
 
 /**
+ * The largest weight of one client in a weighted average, maxₖ nₖ / Σₖ nₖ (1/m for m equal
+ * weights): the sensitivity of `fedAvg` to one client's update, per unit of update norm.
+ */
+export const dpWeight = (updates: ReadonlyArray<{ readonly numExamples: number }>): number => {
+  let total = 0
+  let max = 0
+  for (const { numExamples } of updates) {
+    total += numExamples
+    if (numExamples > max) max = numExamples
+  }
+  return total > 0 ? max / total : 0
+}
+
+/**
  * The number of clients selected per round: `max(minClients, ceil(fraction·n))`, at most n. The
  * ceiling forgives float error below 1e-9 (0.1·30 is 3.0000000000000004 in floating point: 3, not 4).
  */
@@ -201,7 +221,10 @@ export interface Options<C extends object, E, R, M, EE, RE> {
   readonly mu?: number
   /** Clip each client's update Δₖ = wₖ − w_global to this L2 norm (> 0). */
   readonly clipNorm?: number
-  /** σ ≥ 0: add N(0, (σ·C/m)²) noise to each coordinate of the averaged update (needs `clipNorm`). */
+  /**
+   * σ ≥ 0: add N(0, (σ·C·maxₖ nₖ/Σnₖ)²) noise to each coordinate of the averaged update — σ·C/m with
+   * equal weights (needs `clipNorm`).
+   */
   readonly noiseMultiplier?: number
   /** Server-side evaluation of the global model, after each round and of `initial` (round 0). */
   readonly evaluate?: (params: Float64Array, round: number) => Effect.Effect<M, EE, RE>
@@ -456,13 +479,24 @@ export const run = <C extends object = {}, E = never, R = never, M = never, EE =
     const dim = s.initial.length
     const size = sampleSize(n, s.fraction, s.minClients)
     const random = options.seed === undefined ? yield* Effect.random : Random.make(options.seed)
+    // The base of every client's private Random (see `fitOne`): the seed, else one ambient draw.
+    const clientSeed = options.seed ?? (yield* random.nextInt)
     const evaluate = options.evaluate
     const configureRound = options.configureRound
 
-    const fitOne = (index: number, global: Float64Array, config: FitConfig<C>): Effect.Effect<Outcome<E>, never, R> => {
+    const fitOne = (
+      index: number,
+      round: number,
+      global: Float64Array,
+      config: FitConfig<C>
+    ): Effect.Effect<Outcome<E>, never, R> => {
       const client = clients[index]!
       const clientId = client.id
-      const fit = Effect.suspend(() => client.fit(Float64Array.from(global), config))
+      // A Random per (run, round, client): a client's draws never depend on scheduling.
+      const fit = Effect.withRandom(
+        Effect.suspend(() => client.fit(Float64Array.from(global), config)),
+        Random.make(`federated/${clientSeed}/${round}/client/${clientId}`)
+      )
       const timed: Effect.Effect<Option.Option<FitResult>, E, R> = s.clientTimeout === undefined
         ? Effect.map(fit, Option.some)
         : Effect.timeoutOption(fit, s.clientTimeout)
@@ -479,7 +513,13 @@ export const run = <C extends object = {}, E = never, R = never, M = never, EE =
 
     let global = s.initial
     const history: Array<RoundRecord<M, E, EE>> = []
-    const initialEvaluation = evaluate === undefined ? undefined : yield* evaluation(evaluate(Float64Array.from(global), 0))
+    // Server-side evaluation gets its own Random per round too (e.g. to sample an evaluation batch).
+    const evaluateRound = (params: Float64Array, round: number) =>
+      evaluation(Effect.withRandom(
+        Effect.suspend(() => evaluate!(Float64Array.from(params), round)),
+        Random.make(`federated/${clientSeed}/${round}/evaluate`)
+      ))
+    const initialEvaluation = evaluate === undefined ? undefined : yield* evaluateRound(global, 0)
 
     for (let round = 1; round <= s.rounds; round++) {
       const startedAt = yield* Clock.currentTimeMillis
@@ -490,7 +530,7 @@ export const run = <C extends object = {}, E = never, R = never, M = never, EE =
       const extra = configureRound === undefined ? undefined : configureRound(round)
       const config = { ...extra, round, mu: s.mu } as FitConfig<C>
 
-      const outcomes = yield* Effect.forEach(selectedIndices, (i) => fitOne(i, global, config), {
+      const outcomes = yield* Effect.forEach(selectedIndices, (i) => fitOne(i, round, global, config), {
         concurrency: s.concurrency
       })
       const oks = outcomes.flatMap((o) => o._tag === "ok" ? [o] : [])
@@ -525,7 +565,9 @@ export const run = <C extends object = {}, E = never, R = never, M = never, EE =
       }
       const step = s.clipNorm === undefined ? undefined : fedAvg(deltas)
       if (step !== undefined && s.noiseMultiplier > 0) {
-        const noise = yield* Effect.withRandom(gaussianVector(dim, (s.noiseMultiplier * s.clipNorm!) / oks.length), random)
+        // The weighted average moves by at most C·nₖ/Σn when one client's clipped update changes.
+        const sensitivity = s.clipNorm! * dpWeight(oks)
+        const noise = yield* Effect.withRandom(gaussianVector(dim, s.noiseMultiplier * sensitivity), random)
         for (let i = 0; i < dim; i++) step[i] = step[i]! + noise[i]!
       }
       // Without clipping, average the parameters themselves: FedAvg exactly as Σ nₖ·wₖ / Σ nₖ.
@@ -533,7 +575,7 @@ export const run = <C extends object = {}, E = never, R = never, M = never, EE =
       const updateNorm = l2norm(next.map((w, i) => w - global[i]!))
       global = next
 
-      const evaluated = evaluate === undefined ? undefined : yield* evaluation(evaluate(Float64Array.from(global), round))
+      const evaluated = evaluate === undefined ? undefined : yield* evaluateRound(global, round)
       const endedAt = yield* Clock.currentTimeMillis
       const record: RoundRecord<M, E, EE> = {
         round,

@@ -102,9 +102,9 @@ export const sample = (space: Space, uniform: Uniform): Hyperparams => {
  * `space`, in key order, one draw decides: below `resampleProbability` the value is resampled
  * from the dimension (`sampleDimension`), otherwise it is perturbed:
  * - float: × a factor chosen uniformly from `factors`, clamped to [low, high];
- * - int: round(value × factor), and if rounding gives back the same value it moves by one in the
- *   factor's direction (so 1 or 2 still move; Ray's `int(value × factor)` would keep them
- *   forever), then clamped;
+ * - int: round(value × factor), and if rounding gives back the same value it moves by one the way
+ *   value × factor moves (up for 2 × 1.2, down for −2 × 1.2; from 0, up for a factor above 1), so
+ *   1 or 2 still move (Ray's `int(value × factor)` would keep them forever), then clamped;
  * - categorical: shifts to the previous or the next choice with equal probability, staying put at
  *   either end (as Ray does).
  * A value of the wrong kind for its dimension (or missing) is resampled. Keys not in `space` are
@@ -144,7 +144,12 @@ export const explore = (
         }
         const factor = factors[Math.min(factors.length - 1, Math.floor(u * factors.length))]!
         let next = Math.round(current * factor)
-        if (next === current && factor !== 1) next = current + (factor > 1 ? 1 : -1)
+        if (next === current && factor !== 1) {
+          // Move by one the way the product moves (for a negative value, × 1.2 goes down); at 0
+          // the product does not move, so the factor's side of 1 decides.
+          const drift = Math.sign(current * factor - current)
+          next = current + (drift !== 0 ? drift : factor > 1 ? 1 : -1)
+        }
         out[name] = clamp(next, dimension.low, dimension.high)
         break
       }

@@ -154,11 +154,13 @@ export const continuous = (options: {
   const min = options.min ?? -Infinity
   const max = options.max ?? Infinity
   const scale = options.scale ?? "linear"
+  // √min·√max and min/2 + max/2 neither overflow nor underflow where √(min·max) and (min + max)/2
+  // would (e.g. [1e200, 1e300] or [1e308, 1.7e308]); the clamp absorbs the last ulp of rounding.
   const initial = options.initial ??
     (scale === "log"
-      ? Math.sqrt(min * max)
+      ? Math.min(Math.max(Math.sqrt(min) * Math.sqrt(max), min), max)
       : Number.isFinite(min) && Number.isFinite(max)
-      ? (min + max) / 2
+      ? Math.min(Math.max(min / 2 + max / 2, min), max)
       : Math.min(Math.max(0, min), max))
   return { domain: { kind: "continuous", min, max, scale }, initial, constraints: options.constraints ?? [] }
 }
@@ -290,6 +292,12 @@ export const violation = <A>(definition: Definition<A>, value: unknown): Violati
 
 const validateDefinition = <A>(definition: Definition<A>): Either.Either<void, ValidationError> => {
   const d = definition.domain
+  // Hand-built definitions (plain JS, deserialised) must not slip past the checks below: an
+  // unknown kind would accept every value, and a missing `check` or `constraints` would die later.
+  const kind = Validation.oneOf("kind", d.kind, ["continuous", "integer", "discrete", "structured"])
+  if (Either.isLeft(kind)) return kind
+  if (d.kind === "structured" && typeof d.check !== "function") return Validation.invalid("check", "must be a function")
+  if (!Array.isArray(definition.constraints)) return Validation.invalid("constraints", "must be an array")
   const notNaN = (field: string, x: unknown) =>
     typeof x === "number" && !Number.isNaN(x)
       ? Either.void

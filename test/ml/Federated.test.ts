@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber, Option, TestClock } from "effect"
+import { Cause, Effect, Exit, Fiber, Option, Random, TestClock } from "effect"
 import * as Example from "../../examples/federated.js"
 import { ValidationError } from "../../src/errors/FoundationError.js"
 import * as Federated from "../../src/ml/Federated.js"
@@ -207,6 +207,47 @@ describe("Federated.run: client sampling", () => {
       const plain = yield* Federated.run({ initial: [0], clients, rounds: 5, fraction: 0.5, seed: 9 })
       const drawing = yield* Federated.run({ initial: [0], clients: noisy, rounds: 5, fraction: 0.5, seed: 9 })
       expect(drawing.history.map((h) => h.selected)).toEqual(plain.history.map((h) => h.selected))
+    }))
+  it.effect("each client draws from its own Random: reproducible from the seed, whatever the concurrency (review fix)", () =>
+    Effect.gen(function*() {
+      // Each client yields a different number of times before drawing, so with concurrency the
+      // clients reach Random in another order than sequentially.
+      const drawing = Array.from({ length: 4 }, (_, i): Federated.Client => ({
+        id: `c${i}`,
+        fit: (p) =>
+          Effect.gen(function*() {
+            for (let k = 0; k < (4 - i) * 3; k++) yield* Effect.yieldNow()
+            const r = yield* Random.next
+            return { params: p, numExamples: 1, metrics: { r } }
+          })
+      }))
+      const draws = (concurrency: number | "unbounded", seed = 7) =>
+        Effect.map(
+          Federated.run({ initial: [0], clients: drawing, rounds: 3, seed, concurrency }),
+          (result) => result.history.map((h) => h.updates.map((u) => u.metrics!["r"]!))
+        )
+      const sequential = yield* draws(1)
+      expect(yield* draws(1)).toEqual(sequential) // the same seed: the same client draws
+      expect(yield* draws("unbounded")).toEqual(sequential) // whatever the scheduling
+      expect(yield* draws(2)).toEqual(sequential)
+      expect(new Set(sequential.flat()).size).toBe(12) // distinct per client and per round
+      expect(yield* draws(1, 8)).not.toEqual(sequential)
+      // Without a seed, the ambient Random decides, once, at the start.
+      const ambient = (concurrency: number | "unbounded") =>
+        Effect.withRandom(
+          Effect.map(Federated.run({ initial: [0], clients: drawing, rounds: 2, concurrency }), (r) =>
+            r.history.map((h) => h.updates.map((u) => u.metrics!["r"]!))),
+          Random.make(3)
+        )
+      expect(yield* ambient("unbounded")).toEqual(yield* ambient(1))
+      // evaluate is seeded per round as well
+      const evals = Effect.map(
+        Federated.run({ initial: [0], clients: drawing, rounds: 2, seed: 7, evaluate: () => Random.next }),
+        (r) => [r.initialEvaluation, ...r.history.map((h) => h.evaluation)]
+      )
+      const e1 = yield* evals
+      expect(yield* evals).toEqual(e1)
+      expect(new Set(e1.map((e) => e?.status === "ok" ? e.metrics : undefined)).size).toBe(3)
     }))
 })
 
@@ -416,6 +457,22 @@ describe("Federated.run: clipping and noise", () => {
       // Clipping alone adds nothing random.
       const clipOnly = yield* Federated.run({ initial: new Float64Array(10), clients, rounds: 1, clipNorm: C })
       expect(Array.from(clipOnly.params)).toEqual(Array(10).fill(0))
+    }))
+  it.effect("with unequal weights the noise covers the heaviest client's share: σ·C·max nₖ/Σnₖ (review fix)", () =>
+    Effect.gen(function*() {
+      // One client holds 5 of the 8 examples: changing its clipped update moves the weighted
+      // average by up to C·5/8, not C/4, so σ·C/4 noise would give it far less protection.
+      expect(Federated.dpWeight([{ numExamples: 1 }, { numExamples: 1 }, { numExamples: 1 }, { numExamples: 5 }])).toBe(5 / 8)
+      expect(Federated.dpWeight([{ numExamples: 3 }, { numExamples: 3 }])).toBe(1 / 2)
+      const dim = 20_000
+      const sigma = 1.5
+      const C = 2
+      const clients = [constant("a", 1), constant("b", 1), constant("c", 1), constant("d", 5)] // Δ = 0: pure noise
+      const result = yield* Federated.run({ initial: new Float64Array(dim), clients, rounds: 1, clipNorm: C, noiseMultiplier: sigma, seed: 5 })
+      const mean = result.params.reduce((s, v) => s + v, 0) / dim
+      const std = Math.sqrt(result.params.reduce((s, v) => s + (v - mean) ** 2, 0) / (dim - 1))
+      const expected = sigma * C * (5 / 8) // 1.875; the old σ·C/m gave 0.75
+      expect(Math.abs(std - expected) / expected).toBeLessThan(0.03)
     }))
 })
 

@@ -116,6 +116,20 @@ describe("explore", () => {
     })
   })
 
+  it("a rounded-away int perturbation moves the way value × factor does, negative values included (review fix)", () => {
+    const ints: PBT.Space = { n: { type: "int", low: -10, high: 10 } }
+    const perturb = (n: number, up: boolean) => PBT.explore({ n }, ints, scripted([0.9, up ? 0.99 : 0]))["n"]
+    // −2 × 1.2 = −2.4 rounds back to −2: it has to go down to −3 (the old code went up to −1)
+    expect(perturb(-2, true)).toBe(-3)
+    expect(perturb(-2, false)).toBe(-1) // −2 × 0.8 = −1.6 rounds to −2: it goes up, towards 0
+    expect(perturb(-1, true)).toBe(-2)
+    expect(perturb(2, true)).toBe(3)
+    expect(perturb(2, false)).toBe(1)
+    expect(perturb(0, true)).toBe(1) // 0 × anything is 0: the factor's side of 1 decides
+    expect(perturb(0, false)).toBe(-1)
+    expect(perturb(-5, true)).toBe(-6) // round(−6) ≠ −5: no nudge needed
+  })
+
   it("clamps to the bounds and stays at the ends of the choices", () => {
     const edge = { lr: 0.9, layers: 8, optimizer: "rmsprop" }
     expect(PBT.explore(edge, space, scripted([0.9, 0.99, 0.9, 0.99, 0.9, 0.99]))).toEqual({

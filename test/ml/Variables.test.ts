@@ -124,6 +124,35 @@ describe("definitions and enforced domains", () => {
       expect(yield* (yield* space.define("n", Variables.integer({ min: 3, max: 9 }))).get).toBe(3)
     }))
 
+  it.effect("default initial values stay finite and in bounds for extreme ranges (review fix)", () =>
+    Effect.gen(function*() {
+      const space = yield* Variables.makeSpace()
+      // √(min·max) overflowed to ∞ (or underflowed to 0) and (min + max)/2 overflowed: the
+      // definitions were rejected as violating their own default.
+      const huge = yield* space.define("huge", Variables.continuous({ min: 1e200, max: 1e300, scale: "log" }))
+      expect(yield* huge.get).toBeCloseTo(1e250, -236)
+      const tiny = yield* space.define("tiny", Variables.continuous({ min: 1e-320, max: 1e-300, scale: "log" }))
+      expect(yield* tiny.get).toBeGreaterThanOrEqual(1e-320)
+      expect(yield* tiny.get).toBeLessThanOrEqual(1e-300)
+      const wide = yield* space.define("wide", Variables.continuous({ min: 1e308, max: 1.7e308 }))
+      expect(yield* wide.get).toBe(1.35e308)
+      for (const x of [0.1, 0.3, 0.7, 1.3, 2.9, 1e-7]) {
+        expect(Variables.continuous({ min: x, max: x, scale: "log" }).initial).toBe(x)
+      }
+    }))
+
+  it.effect("hand-built definitions are validated too: unknown kind, missing check or constraints (review fix)", () =>
+    Effect.gen(function*() {
+      const space = yield* Variables.makeSpace()
+      const define = (definition: unknown) => space.define("v", definition as Variables.Definition<unknown>)
+      // an unknown kind used to be accepted with no domain at all (any value then passed)
+      expect(yield* fieldOf(define({ domain: { kind: "bogus" }, initial: 1, constraints: [] }))).toBe("kind")
+      // these two used to die (TypeError) instead of failing with a ValidationError
+      expect(yield* fieldOf(define({ domain: { kind: "structured" }, initial: 1, constraints: [] }))).toBe("check")
+      expect(yield* fieldOf(define({ domain: { kind: "discrete", values: [1, 2] }, initial: 1 }))).toBe("constraints")
+      expect(yield* space.names).toEqual([])
+    }))
+
   it.effect("redefining is AlreadyExistsError, unknown names are NotFoundError", () =>
     Effect.gen(function*() {
       const { space } = yield* trainer
