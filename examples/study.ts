@@ -16,7 +16,7 @@ export const program = Effect.gen(function*() {
     direction: "maximize",
     sampler: Study.tpe(), // 10 random start-up trials, then TPE
     pruner: Study.median(), // stop a trial whose curve is below the median at the same epoch
-    seed: 42 // the same seed gives the same trials, at any concurrency
+    seed: 7 // the same seed gives the same trials, at any concurrency
   })
   const summary = yield* study.optimize((trial) =>
     Effect.gen(function*() {

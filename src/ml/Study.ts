@@ -9,8 +9,9 @@
  * - Reproducible from a seed: trial n's parameters come from a generator seeded with
  *   (study seed, n), and the objective of trial n runs with Effect's `Random` seeded the same
  *   way. In `optimize`, a sampler that learns from history (TPE) samples trial n from exactly
- *   the trials numbered below n − concurrency + 1 (waiting for stragglers among them), so a run
- *   gives the same trials whatever the scheduling, at a given concurrency.
+ *   the finished trials numbered below n − concurrency + 1 (waiting for stragglers among them),
+ *   and a pruner judges trial n against those same trials, so a run gives the same trials
+ *   whatever the scheduling, at a given concurrency. (`ask` shows both every trial so far.)
  * - A failing trial (error, defect, timeout, non-finite value) is recorded as `failed` with its
  *   reason, after its retries; it never fails the run. A pruned trial is recorded as `pruned`
  *   with its last intermediate value. Only storage failures fail `optimize`.
@@ -321,65 +322,67 @@ export const make = <const S extends Space.Space>(
     /** Allocates the next trial number (a rerun first), or none when exhausted. */
     const allocate = Ref.modify(ref, (s): [Option.Option<{ number: number; rerun: TrialRecord | undefined }>, State] => {
       const rerun = s.reruns.shift()
-      if (rerun !== undefined) {
-        if (bound.usesHistory) s.ended.set(rerun, Deferred.unsafeMake<void>(FiberId.none))
-        return [Option.some({ number: rerun, rerun: s.trials.get(rerun) }), s]
-      }
+      if (rerun !== undefined) return [Option.some({ number: rerun, rerun: s.trials.get(rerun) }), s]
       if (s.exhausted) return [Option.none(), s]
       const number = s.free.length > 0 ? s.free.shift()! : s.nextNumber++
       return [Option.some({ number, rerun: undefined }), s]
     })
 
-    const ensureSignal = (number: number) =>
-      Ref.modify(ref, (s) => {
-        let d = s.ended.get(number)
-        if (d === undefined) {
-          d = Deferred.unsafeMake<void>(FiberId.none)
-          s.ended.set(number, d)
-        }
-        return [d, s]
-      })
+    /** A fresh ended-signal for trial `number` (later trials of `optimize` may wait for it). */
+    const setSignal = (number: number) =>
+      Ref.update(ref, (s) => (s.ended.set(number, Deferred.unsafeMake<void>(FiberId.none)), s))
 
-    /** Samples trial `number` from the trials numbered below `visibleBelow` (all when undefined). */
-    const sample = (number: number, visibleBelow: number | undefined) =>
-      Effect.map(Ref.get(ref), (s) => {
-        let history: ReadonlyArray<TrialRecord> = []
-        if (bound.usesHistory) {
-          // `finished` is in number order: the visible trials are a prefix.
-          let end = s.finished.length
-          if (visibleBelow !== undefined) {
-            let lo = 0
-            while (lo < end) {
-              const mid = (lo + end) >> 1
-              if (s.finished[mid]!.number < visibleBelow) lo = mid + 1
-              else end = mid
-            }
-          }
-          history = end === s.finished.length ? s.finished : s.finished.slice(0, end)
-        }
-        return bound.sample({ seed, number, direction, history })
-      })
+    /** The finished trials numbered below `below` (all of them when undefined), in number order. */
+    const window = (s: State, below: number | undefined): ReadonlyArray<TrialRecord> => {
+      if (below === undefined) return s.finished
+      let lo = 0
+      let hi = s.finished.length
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1
+        if (s.finished[mid]!.number < below) lo = mid + 1
+        else hi = mid
+      }
+      return hi === s.finished.length ? s.finished : s.finished.slice(0, hi)
+    }
 
-    const makeTrial = (number: number, params: Space.AnyParams): Trial<Space.Params<S>> => {
+    /** Samples trial `number` from the finished trials numbered below `below` (all when undefined). */
+    const sample = (number: number, below: number | undefined) =>
+      Effect.map(Ref.get(ref), (s) =>
+        bound.sample({ seed, number, direction, history: bound.usesHistory ? window(s, below) : [] }))
+
+    /**
+     * The trial handle. With `below` (in `optimize`), the pruner compares the trial with the
+     * finished trials numbered below `below` only, the window its sampler saw, so its decisions do
+     * not depend on scheduling; without (`ask`), with every trial of the study, as Optuna does.
+     */
+    const makeTrial = (number: number, params: Space.AnyParams, below: number | undefined): Trial<Space.Params<S>> => {
       const record = (value: number, step: number) =>
         Effect.gen(function*() {
           const v = yield* Validation.number("value", value)
           const st = yield* Validation.number("step", step, { min: 0 })
-          const s = yield* Ref.get(ref)
-          const current = s.trials.get(number)
-          if (current === undefined || current.state !== "running") {
-            return yield* new ValidationError({ field: "trial", reason: `trial ${number} is not running` })
-          }
-          const last = current.intermediate[current.intermediate.length - 1]
-          if (last !== undefined && st <= last.step) {
-            return yield* new ValidationError({ field: "step", reason: `must be > the last reported step ${last.step}, got ${st}` })
-          }
-          yield* put({ ...current, intermediate: [...current.intermediate, { step: st, value: v }] })
+          // Checked and appended in one step, so a concurrent tell cannot be overwritten.
+          const result = yield* Ref.modify(ref, (s): [Either.Either<void, ValidationError>, State] => {
+            const current = s.trials.get(number)
+            if (current === undefined || current.state !== "running") {
+              return [Either.left(new ValidationError({ field: "trial", reason: `trial ${number} is not running` })), s]
+            }
+            const last = current.intermediate[current.intermediate.length - 1]
+            if (last !== undefined && st <= last.step) {
+              return [
+                Either.left(new ValidationError({ field: "step", reason: `must be > the last reported step ${last.step}, got ${st}` })),
+                s
+              ]
+            }
+            s.trials.set(number, { ...current, intermediate: [...current.intermediate, { step: st, value: v }] })
+            return [Either.void, s]
+          })
+          return yield* result
         })
       const shouldPrune = Effect.map(Ref.get(ref), (s) => {
         const current = s.trials.get(number)
         if (current === undefined || current.state !== "running") return false
-        return prune({ trial: current, trials: [...s.trials.values()], direction })
+        const trials = below === undefined ? [...s.trials.values()] : [...window(s, below), current]
+        return prune({ trial: current, trials, direction })
       })
       return {
         number,
@@ -395,7 +398,7 @@ export const make = <const S extends Space.Space>(
     }
 
     /** Starts trial `number` (fresh or rerun) with `params`. */
-    const start = (number: number, params: Space.AnyParams) =>
+    const start = (number: number, params: Space.AnyParams, below: number | undefined) =>
       Effect.gen(function*() {
         const record: TrialRecord = {
           number,
@@ -410,16 +413,18 @@ export const make = <const S extends Space.Space>(
         }
         yield* put(record)
         yield* storage.saveTrial(name, record)
-        return makeTrial(number, params)
+        return makeTrial(number, params, below)
       })
 
     /**
-     * After an interruption: a started trial is queued to run again (it keeps its number and
-     * parameters); a number allocated to a trial that never started is handed back.
+     * After an interruption or a failure (storage): a started trial is queued to run again (it
+     * keeps its number and parameters); a number allocated to a trial that never started is
+     * handed back.
      */
     const giveBack = (number: number) =>
       Ref.update(ref, (s) => {
         const t = s.trials.get(number)
+        if (t === undefined && s.exhausted) return s
         const queue = t === undefined ? s.free : t.state === "running" ? s.reruns : undefined
         if (queue !== undefined && !queue.includes(number)) {
           queue.push(number)
@@ -428,19 +433,30 @@ export const make = <const S extends Space.Space>(
         return s
       })
 
-    const askVisible = (visibleBelow: (number: number) => number | undefined) =>
+    /** Trials wait for their window only when the sampler or the pruner learns from other trials. */
+    const learns = bound.usesHistory || pruner.usesHistory
+
+    /**
+     * The next trial. `concurrency` (from `optimize`): the trial sees the finished trials numbered
+     * below n − concurrency + 1, waiting for them, and later trials of `optimize` wait for it.
+     */
+    const askWith = (concurrency: number | undefined) =>
       Effect.flatMap(allocate, (slot) =>
         Option.isNone(slot)
           ? Effect.flatMap(Ref.get(ref), (s) => new SearchExhaustedError({ study: name, trials: s.nextNumber }))
-          : Effect.onInterrupt(prepare(slot.value.number, slot.value.rerun, visibleBelow), () => giveBack(slot.value.number)))
+          : Effect.onExit(
+            prepare(slot.value.number, slot.value.rerun, concurrency),
+            (exit) => Exit.isFailure(exit) ? giveBack(slot.value.number) : Effect.void
+          ))
 
-    const prepare = (number: number, rerun: TrialRecord | undefined, visibleBelow: (number: number) => number | undefined) =>
+    const prepare = (number: number, rerun: TrialRecord | undefined, concurrency: number | undefined) =>
       Effect.gen(function*() {
-        if (rerun !== undefined) return yield* start(number, rerun.params)
-        // Only samplers that learn from history make later trials wait for this one.
-        if (bound.usesHistory) yield* ensureSignal(number)
-        const below = visibleBelow(number)
-        if (below !== undefined && bound.usesHistory) yield* awaitEnded(0, below)
+        const below = concurrency === undefined ? undefined : number - concurrency + 1
+        if (below !== undefined && learns) {
+          yield* setSignal(number)
+          yield* awaitEnded(0, below)
+        }
+        if (rerun !== undefined) return yield* start(number, rerun.params, below)
         const params = yield* sample(number, below)
         if (params === undefined) {
           yield* Ref.update(ref, (s) => {
@@ -452,7 +468,7 @@ export const make = <const S extends Space.Space>(
           })
           return yield* new SearchExhaustedError({ study: name, trials: number })
         }
-        return yield* start(number, params)
+        return yield* start(number, params, below)
       })
 
     /** Waits until every trial numbered in [from, to) asked in this session has ended. */
@@ -467,10 +483,11 @@ export const make = <const S extends Space.Space>(
         return waits.length === 0 ? Effect.void : Effect.all(waits, { discard: true })
       })
 
-    let bestValue: number | undefined
+    let bestValue: number | undefined = bestOf(direction, state.finished)?.value
 
+    /** Ends a running trial: in memory, in storage and for waiting trials, all or (on a storage failure) memory only. */
     const end = (number: number, change: (current: TrialRecord, now: number) => TrialRecord) =>
-      Effect.gen(function*() {
+      Effect.uninterruptible(Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         const result = yield* Ref.modify(ref, (s): [Either.Either<TrialRecord, ValidationError | NotFoundError>, State] => {
           const current = s.trials.get(number)
@@ -510,7 +527,7 @@ export const make = <const S extends Space.Space>(
           }
         }
         return record
-      })
+      }))
 
     const lastValue = (t: TrialRecord) => t.intermediate.length > 0 ? t.intermediate[t.intermediate.length - 1]!.value : undefined
 
@@ -569,12 +586,13 @@ export const make = <const S extends Space.Space>(
                 objective(trial)
               )
             })
-            const pooled = opts.pool === undefined ? attempt : opts.pool.execute(attempt)
-            const timed = timeout === undefined ? pooled : Effect.timeoutFail(pooled, {
+            const timed = timeout === undefined ? attempt : Effect.timeoutFail(attempt, {
               duration: timeout,
               onTimeout: () => new TrialTimeoutError({ trial: trial.number, timeout })
             })
-            const retried = retries === 0 ? timed : Effect.retry(timed, {
+            // In a pool the time limit counts from the moment the trial has its slot.
+            const pooled = opts.pool === undefined ? timed : opts.pool.execute(timed)
+            const retried = retries === 0 ? pooled : Effect.retry(pooled, {
               times: retries,
               while: (e) => !(e instanceof TrialPrunedError)
             })
@@ -594,21 +612,23 @@ export const make = <const S extends Space.Space>(
             }).pipe(Effect.catchTag("NotFoundError", (e) => Effect.die(e)))
             if (opts.onTrial !== undefined) {
               const all = yield* snapshot
-              yield* opts.onTrial(record, bestOf(direction, all))
+              // A progress hook that fails or dies is logged; it never stops the run.
+              yield* Effect.catchAllCause(
+                opts.onTrial(record, bestOf(direction, all)),
+                (cause) => Effect.logWarning("study onTrial hook failed", cause)
+              )
             }
           })
 
         const one = Effect.gen(function*() {
-          const trial = yield* askVisible((n) => n - concurrency + 1).pipe(
+          const trial = yield* askWith(concurrency).pipe(
             Effect.map(Option.some),
             Effect.catchTag("SearchExhaustedError", () => Effect.succeed(Option.none()))
           )
           if (Option.isSome(trial)) yield* Effect.onInterrupt(runTrial(trial.value), () => giveBack(trial.value.number))
         })
 
-        yield* Effect.forEach(Array.from({ length: remaining }), () => one, { concurrency, discard: true }).pipe(
-          Effect.catchTag("ValidationError", (e) => Effect.die(e))
-        )
+        yield* Effect.forEach(Array.from({ length: remaining }), () => one, { concurrency, discard: true })
         return yield* summary
       }).pipe(Effect.withSpan("study.optimize", { attributes: { study: name } }))
 
@@ -625,7 +645,7 @@ export const make = <const S extends Space.Space>(
       seed,
       sampler,
       pruner,
-      ask: askVisible(() => undefined),
+      ask: askWith(undefined),
       tell,
       optimize,
       trials: snapshot,

@@ -9,6 +9,9 @@ import * as Example from "../../examples/study.js"
 import { NotFoundError, ValidationError } from "../../src/errors/FoundationError.js"
 import { branin, braninMinimum, learningCurve, mixedObjective } from "../../src/ml/problems.js"
 import * as TaskPools from "../../src/infra/TaskPools.js"
+import * as EventBus from "../../src/observability/EventBus.js"
+import * as Telemetry from "../../src/observability/Telemetry.js"
+import { drainTelemetry } from "../support/telemetry.js"
 import * as Study from "../../src/ml/Study.js"
 import * as Pruners from "../../src/ml/study/Pruners.js"
 import * as Samplers from "../../src/ml/study/Samplers.js"
@@ -531,11 +534,44 @@ describe("storage and resume", () => {
         expect(after.map((t) => t.params)).toEqual((yield* fresh.trials).map((t) => t.params))
       }), 30_000)
 
+  const interrupted = (label: string, layer: () => Layer.Layer<Repository.RepositoryStore, unknown>) =>
+    it.effect(`${label}: a study interrupted mid-run resumes from the store, the interrupted trial run again`, () =>
+      Effect.gen(function*() {
+        const name = `interrupted-${process.pid}-${Date.now()}`
+        const started = yield* Deferred.make<void>()
+        yield* Effect.scoped(Effect.gen(function*() {
+          const storage = yield* Study.repositoryStorage
+          const study = yield* Study.make({ name, space: braninSpace, seed: 9, storage })
+          const fiber = yield* Effect.fork(study.optimize(
+            (t) => t.number === 7 ? Effect.zipRight(Deferred.succeed(started, undefined), Effect.never) : objective(t),
+            { trials: 20 }
+          ))
+          yield* Deferred.await(started)
+          yield* Fiber.interrupt(fiber)
+        }).pipe(Effect.provide(layer())))
+        const resumed = yield* Effect.scoped(Effect.gen(function*() {
+          const storage = yield* Study.repositoryStorage
+          const stored = Option.getOrThrow(yield* storage.load(name))
+          expect(stored.trials.map((t) => t.state)).toEqual([...new Array(7).fill("complete"), "running"])
+          const study = yield* Study.make({ name, space: braninSpace, storage })
+          yield* study.optimize(objective, { trials: 20 })
+          return yield* study.trials
+        }).pipe(Effect.provide(layer())))
+        const fresh = yield* Study.make({ space: braninSpace, seed: 9 })
+        yield* fresh.optimize(objective, { trials: 20 })
+        const strip = (ts: ReadonlyArray<TrialRecord>) => ts.map((t) => [t.number, t.state, t.params, t.value])
+        expect(strip(resumed)).toEqual(strip(yield* fresh.trials))
+      }), 30_000)
+
   const file = path.join(os.tmpdir(), `foundation-study-${process.pid}.db`)
   for (const f of [file, `${file}-wal`, `${file}-shm`]) fs.rmSync(f, { force: true })
   durable("SQLite", () => SqlStore.layerSqlite({ filename: file }))
+  interrupted("SQLite", () => SqlStore.layerSqlite({ filename: file }))
   const pgUrl = process.env["FOUNDATION_TEST_PG_URL"]
-  if (pgUrl !== undefined) durable("PostgreSQL", () => SqlStore.layerPg({ url: pgUrl }))
+  if (pgUrl !== undefined) {
+    durable("PostgreSQL", () => SqlStore.layerPg({ url: pgUrl }))
+    interrupted("PostgreSQL", () => SqlStore.layerPg({ url: pgUrl }))
+  }
 })
 
 describe("convergence", () => {
@@ -552,10 +588,142 @@ describe("the example", () => {
     Effect.gen(function*() {
       // The optimum (lr 0.01, batch 64, 2 layers) scores 1 − e^(−10/3) ≈ 0.96 at epoch 10.
       expect(yield* Example.program).toEqual({
-        states: { running: 0, complete: 44, pruned: 16, failed: 0 },
+        states: { running: 0, complete: 52, pruned: 8, failed: 0 },
         bestLr: 0.01,
         bestBatchSize: 64,
-        bestScore: 0.92
+        bestScore: 0.96
       })
+    }))
+})
+
+describe("review regressions", () => {
+  it.effect("no two trials of a study share a generator: 1000 random trials, no repeated point, for several seeds", () =>
+    Effect.gen(function*() {
+      for (const seed of [1, 2, 3, 4, 5]) {
+        const study = yield* Study.make({ space: { x: Study.float(0, 1), y: Study.float(0, 1) }, sampler: Study.random(), seed })
+        yield* study.optimize(() => Effect.succeed(0), { trials: 1000, concurrency: 8 })
+        const points = new Set((yield* study.trials).map((t) => `${t.params["x"]},${t.params["y"]}`))
+        expect(points.size).toBe(1000)
+      }
+    }))
+
+  it.scoped("in a pool, timeoutPerTrial counts from the moment the trial has its slot", () =>
+    Effect.gen(function*() {
+      const pool = yield* TaskPools.makePool({ name: "one", maxConcurrency: 1, timeout: "1 hour" })
+      const study = yield* Study.make({ space: { x: Study.float(0, 1) }, sampler: Study.random(), seed: 1 })
+      const fiber = yield* Effect.fork(study.optimize(
+        (t) => Effect.as(Effect.sleep("8 seconds"), t.params.x),
+        { trials: 2, concurrency: 2, timeoutPerTrial: "10 seconds", pool }
+      ))
+      for (let i = 0; i < 16; i++) yield* TestClock.adjust("1 second")
+      const summary = yield* Fiber.join(fiber)
+      expect(summary.states.complete).toBe(2) // the second waited 8 s for its slot, then ran 8 s
+    }))
+
+  it.effect("with a pruner too, the same seed gives the same trials whatever the scheduling", () =>
+    Effect.gen(function*() {
+      const run = (yields: (n: number, step: number) => number) =>
+        Effect.gen(function*() {
+          const study = yield* Study.make({
+            space: { a: Study.float(0.1, 1), tau: Study.float(1, 20) },
+            pruner: Study.median({ startupTrials: 2 }),
+            direction: "maximize",
+            seed: 17
+          })
+          yield* study.optimize((t) =>
+            Effect.gen(function*() {
+              let acc = 0
+              for (let step = 1; step <= 8; step++) {
+                for (let i = 0; i < yields(t.number, step); i++) yield* Effect.yieldNow()
+                acc = learningCurve(t.params.a, t.params.tau, step)
+                yield* t.report(acc, step)
+              }
+              return acc
+            }), { trials: 40, concurrency: 4 })
+          return (yield* study.trials).map((t) => [t.state, t.params["a"], t.params["tau"], t.intermediate.length])
+        })
+      const a = yield* run((n, step) => (n * 7 + step) % 5)
+      const b = yield* run((n, step) => ((n + 3) * 11 + step * 3) % 13)
+      expect(b).toEqual(a)
+      expect(a.filter((t) => t[0] === "pruned").length).toBeGreaterThan(3)
+    }))
+
+  it.effect("a storage failure when a trial starts fails optimize; the next optimize runs on, without a gap or a hang", () =>
+    Effect.gen(function*() {
+      const inner = yield* Study.memoryStorage
+      let failures = 1
+      const flaky: Study.Storage = {
+        ...inner,
+        saveTrial: (study, trial) =>
+          trial.number === 3 && trial.state === "running" && failures-- > 0
+            ? Effect.fail(new ValidationError({ field: "disk", reason: "full" }))
+            : inner.saveTrial(study, trial)
+      }
+      const study = yield* Study.make({ space: braninSpace, seed: 5, storage: flaky })
+      const objective = (t: Study.Trial<{ x: number; y: number }>) => Effect.succeed(branin(t.params.x, t.params.y))
+      const failed = yield* Effect.flip(study.optimize(objective, { trials: 12, concurrency: 2 }))
+      expect(failed).toBeInstanceOf(ValidationError)
+      const summary = yield* study.optimize(objective, { trials: 12, concurrency: 2 })
+      expect(summary.states.complete).toBe(12)
+      expect((yield* study.trials).map((t) => t.number)).toEqual(Array.from({ length: 12 }, (_, i) => i))
+    }))
+
+  it.effect("optimize does not wait for a trial asked by hand and still out", () =>
+    Effect.gen(function*() {
+      const study = yield* Study.make({ space: braninSpace, seed: 6 })
+      const pending = yield* study.ask
+      const summary = yield* study.optimize((t) => Effect.succeed(branin(t.params.x, t.params.y)), { trials: 8, concurrency: 2 })
+      // `trials` counts finished trials: the one still out is not one of them.
+      expect(summary.states).toEqual({ running: 1, complete: 8, pruned: 0, failed: 0 })
+      yield* study.tell(pending.number, 1)
+      expect((yield* study.summary).states.complete).toBe(9)
+    }))
+
+  it.scoped("bestImproved starts from the stored best when a study is reopened", () =>
+    Effect.gen(function*() {
+      const bus = yield* EventBus.EventBus
+      const sub = yield* bus.subscribe("foundation.ml.study.best_improved", { capacity: 10 })
+      const storage = yield* Study.memoryStorage
+      const first = yield* Study.make({ name: "b", space: { x: Study.float(0, 10) }, storage, seed: 1 })
+      const t0 = yield* first.ask
+      yield* first.tell(t0.number, 1)
+      const reopened = yield* Study.make({ name: "b", space: { x: Study.float(0, 10) }, storage })
+      const t1 = yield* reopened.ask
+      yield* reopened.tell(t1.number, 5) // worse: no event
+      const t2 = yield* reopened.ask
+      yield* reopened.tell(t2.number, 0.5) // better
+      const seen = yield* drainTelemetry(sub)
+      expect(seen.map(([, m]) => (m as { value: number }).value)).toEqual([1, 0.5])
+    }).pipe(Effect.provide(Telemetry.layerWithBus())))
+
+  it.effect("a failing or dying onTrial hook is logged and never stops the run", () =>
+    Effect.gen(function*() {
+      const study = yield* Study.make({ space: { x: Study.float(0, 1) }, sampler: Study.random(), seed: 1 })
+      const summary = yield* study.optimize((t) => Effect.succeed(t.params.x), {
+        trials: 5,
+        onTrial: (trial) => trial.number === 2 ? Effect.die("progress bar broke") : Effect.void
+      })
+      expect(summary.states.complete).toBe(5)
+    }))
+
+  it("large ints and grids stay exact and in their domain", () => {
+    const big = Study.int(0, 1_999_999_999_999)
+    expect(Space.fromInternal(big, 1_999_999_999_999)).toBe(1_999_999_999_999)
+    expect(Space.fromInternal(big, 1_234_567_890_123)).toBe(1_234_567_890_123)
+    expect(Space.gridValues(Study.int(1e12, 1e12 + 3))).toEqual([1e12, 1e12 + 1, 1e12 + 2, 1e12 + 3])
+    expect(Space.gridValues(Study.float(0, 1, { step: 0.1 }))).toEqual([0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1])
+  })
+
+  it("a stored space is validated: a null entry or an unknown kind is a ValidationError", () => {
+    const field = (json: unknown) => Either.getOrThrow(Either.flip(Space.fromJson(json))).field
+    expect(field({ x: null })).toBe("space.x")
+    expect(field({ x: { _tag: "Normal", low: 0, high: 1 } })).toBe("space.x")
+    expect(Either.isRight(Space.fromJson(Space.toJson(mixedSpace)))).toBe(true)
+  })
+
+  it.effect("TPE's gamma must be a function", () =>
+    Effect.gen(function*() {
+      const gamma = 0.25 as unknown as (n: number) => number
+      expect(yield* fieldOf(Study.make({ space: braninSpace, sampler: Study.tpe({ gamma }) }))).toBe("sampler.gamma")
     }))
 })

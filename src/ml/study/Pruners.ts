@@ -33,11 +33,13 @@ export interface PruneContext {
 export interface Pruner {
   readonly name: string
   readonly settings: Readonly<Record<string, unknown>>
+  /** False when decisions never look at other trials (`none`): `optimize` need not wait for them. */
+  readonly usesHistory: boolean
   readonly bind: () => Either.Either<(context: PruneContext) => boolean, ValidationError>
 }
 
 /** Never prunes. */
-export const none = (): Pruner => ({ name: "none", settings: {}, bind: () => Either.right(() => false) })
+export const none = (): Pruner => ({ name: "none", settings: {}, usesHistory: false, bind: () => Either.right(() => false) })
 
 /** Options of the median pruner (defaults as Optuna's). */
 export interface MedianOptions {
@@ -64,6 +66,7 @@ const lastStep = (trial: TrialRecord): number | undefined =>
 /** Prunes a trial whose best value so far is worse than the median of complete trials at the same step. */
 export const median = (options: MedianOptions = {}): Pruner => ({
   name: "median",
+  usesHistory: true,
   settings: {
     startupTrials: options.startupTrials ?? 5,
     warmupSteps: options.warmupSteps ?? 0,
@@ -135,6 +138,7 @@ export const promotable = (
 /** Asynchronous successive halving. */
 export const asha = (options: AshaOptions = {}): Pruner => ({
   name: "asha",
+  usesHistory: true,
   settings: {
     reductionFactor: options.reductionFactor ?? 4,
     gracePeriod: options.gracePeriod ?? 1,

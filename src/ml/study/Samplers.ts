@@ -20,7 +20,6 @@
  *   the good estimator the one maximising l(x)/g(x) is chosen.
  */
 import * as Either from "effect/Either"
-import * as Hash from "effect/Hash"
 import { PCGRandom } from "effect/Utils"
 import type { ValidationError } from "../../errors/FoundationError.js"
 import * as Validation from "../../errors/Validation.js"
@@ -53,9 +52,19 @@ export interface Sampler {
   readonly bind: (space: Space.Space) => Either.Either<Bound, ValidationError>
 }
 
-/** The generator for one trial: seeded from the study seed and the trial number. */
-export const rngFor = (seed: number, number: number): PCGRandom =>
-  new PCGRandom(Hash.number(seed) | 0, Hash.number(number * 2654435761 + seed) | 0)
+/** Murmur3's 32-bit finaliser: a bijection on 32-bit integers that mixes every bit. */
+const mix32 = (x: number): number => {
+  let h = x >>> 0
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b)
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35)
+  return (h ^ (h >>> 16)) >>> 0
+}
+
+/**
+ * The generator for one trial, seeded from the study seed (high word) and the trial number (low
+ * word), each through a bijective mix: two trials of a study never share a generator.
+ */
+export const rngFor = (seed: number, number: number): PCGRandom => new PCGRandom(mix32(seed), mix32(number))
 
 const sampleAllUniform = (space: Space.Space, rng: PCGRandom): Space.AnyParams => {
   const out: Record<string, Space.Choice> = {}
@@ -431,6 +440,9 @@ export const tpe = (options: TpeOptions = {}): Sampler => ({
         minExclusive: true
       })
       const multivariate = options.multivariate ?? true
+      if (options.gamma !== undefined && typeof options.gamma !== "function") {
+        return yield* Validation.invalid("sampler.gamma", "must be a function of the number of complete trials")
+      }
       const gamma = options.gamma ?? defaultGamma
       const names = Object.keys(space)
       const split = (ctx: SampleContext) => {
@@ -439,7 +451,9 @@ export const tpe = (options: TpeOptions = {}): Sampler => ({
         const ranked = [...complete].sort((a, b) =>
           lossOf(ctx.direction, a.value!) - lossOf(ctx.direction, b.value!) || a.number - b.number
         )
-        const nGood = Math.min(Math.max(1, Math.floor(gamma(complete.length))), complete.length)
+        const wanted = Math.floor(gamma(complete.length))
+        // A gamma that returns NaN or nonsense falls back to Optuna's split rather than an empty group.
+        const nGood = Math.min(Math.max(1, Number.isFinite(wanted) ? wanted : defaultGamma(complete.length)), complete.length)
         const good = ranked.slice(0, nGood).sort((a, b) => a.number - b.number)
         const bad = [...ranked.slice(nGood), ...ctx.history.filter((t) => t.state === "pruned")]
           .sort((a, b) => a.number - b.number)

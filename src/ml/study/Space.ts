@@ -182,19 +182,26 @@ export const internalBounds = (param: FloatParam | IntParam): readonly [number, 
 /** The internal form of a numeric value (inverse of `fromInternal`). */
 export const toInternal = (param: FloatParam | IntParam, value: number): number => param.log ? Math.log(value) : value
 
-const snap = (value: number, low: number, high: number, step: number): number => {
+/** `low + k·step`, tidied to 12 significant digits when that only removes float noise. */
+const gridPoint = (low: number, k: number, step: number, integral: boolean): number => {
+  const raw = low + k * step
+  if (integral) return raw // exact below 2^53
+  // So that 0.1 + 3·0.1 reads 0.4, not 0.30000000000000004 (and never moves a point off its grid).
+  const tidy = Number(raw.toPrecision(12))
+  return Math.abs(tidy - raw) <= 1e-9 * step ? tidy : raw
+}
+
+const snap = (value: number, low: number, high: number, step: number, integral: boolean): number => {
   const k = Math.round((value - low) / step)
   const max = Math.round((high - low) / step)
-  const clamped = Math.min(Math.max(k, 0), max)
-  // Rebuild from the index so that 0.1 + 3·0.1 prints as 0.4, not 0.30000000000000004.
-  return Number((low + clamped * step).toPrecision(12))
+  return Math.min(Math.max(gridPoint(low, Math.min(Math.max(k, 0), max), step, integral), low), high)
 }
 
 /** The domain value of an internal number: exponentiated, snapped to the step grid, clamped. */
 export const fromInternal = (param: FloatParam | IntParam, internal: number): number => {
   const raw = param.log ? Math.exp(internal) : internal
-  if (param._tag === "Int") return snap(raw, param.low, param.high, param.step)
-  if (param.step !== undefined) return snap(raw, param.low, param.high, param.step)
+  if (param._tag === "Int") return snap(raw, param.low, param.high, param.step, true)
+  if (param.step !== undefined) return snap(raw, param.low, param.high, param.step, false)
   return Math.min(Math.max(raw, param.low), param.high)
 }
 
@@ -211,7 +218,7 @@ export const gridValues = (param: Param): ReadonlyArray<Choice> | undefined => {
   if (param._tag === "Float" && param.step === undefined) return undefined
   const step = param.step!
   const count = Math.round((param.high - param.low) / step) + 1
-  return Array.from({ length: count }, (_, k) => Number((param.low + k * step).toPrecision(12)))
+  return Array.from({ length: count }, (_, k) => Math.min(gridPoint(param.low, k, step, param._tag === "Int"), param.high))
 }
 
 /** A short text for a parameter, used in reports: `float[0.0001, 0.1] log`, `int[1, 4]`, `{16, 32}`. */
@@ -243,18 +250,29 @@ const normalize = (param: Param): unknown =>
 export const toJson = (space: Space): Record<string, unknown> =>
   Object.fromEntries(Object.entries(space).map(([k, p]) => [k, normalize(p)]))
 
-/** Rebuilds a space from `toJson` output, validating it. */
+/** Rebuilds a space from `toJson` output (as stored), validating it. */
 export const fromJson = (json: unknown): Either.Either<Space, ValidationError> => {
   if (typeof json !== "object" || json === null) return Validation.invalid("space", "must be an object")
   const out: Record<string, Param> = {}
-  for (const [k, raw] of Object.entries(json as Record<string, Record<string, unknown>>)) {
-    if (raw._tag === "Categorical") out[k] = { _tag: "Categorical", choices: raw.choices as ReadonlyArray<Choice> }
-    else if (raw._tag === "Float") {
-      out[k] = float(raw.low as number, raw.high as number, {
-        log: raw.log === true,
-        ...(typeof raw.step === "number" ? { step: raw.step } : {})
-      })
-    } else out[k] = int(raw.low as number, raw.high as number, { step: raw.step as number, log: raw.log === true })
+  for (const [k, entry] of Object.entries(json)) {
+    if (typeof entry !== "object" || entry === null) return Validation.invalid(`space.${k}`, "must be a parameter")
+    const raw = entry as Record<string, unknown>
+    switch (raw._tag) {
+      case "Categorical":
+        out[k] = { _tag: "Categorical", choices: raw.choices as ReadonlyArray<Choice> }
+        break
+      case "Float":
+        out[k] = float(raw.low as number, raw.high as number, {
+          log: raw.log === true,
+          ...(typeof raw.step === "number" ? { step: raw.step } : {})
+        })
+        break
+      case "Int":
+        out[k] = int(raw.low as number, raw.high as number, { step: raw.step as number, log: raw.log === true })
+        break
+      default:
+        return Validation.invalid(`space.${k}`, `unknown parameter kind ${JSON.stringify(raw._tag)}`)
+    }
   }
   return validate(out)
 }
