@@ -110,6 +110,10 @@ what to compare across machines.
 | agent registry (100,000 agents): lookup ≥ 2,000,000/s in one fiber | ${(registry.lookupsPerSecond / 1e6).toFixed(2)} M/s | ${check(registry.lookupsPerSecond >= 2e6)} |
 | agent registry: query by capability returning ~100 agents ≤ 20 µs | ${registry.queryMicros.toFixed(1)} µs (${registry.queryResults} agents) | ${check(registry.queryMicros <= 20)} |
 | NSGA-II on ZDT1 (population 100, 250 generations): hypervolume ≥ 0.86 against (1.1, 1.1) | ${ml.minHypervolume.toFixed(3)} (worst of ${ml.seeds.length} seeds) | ${check(ml.minHypervolume >= 0.86)} |
+| study orchestration ≤ 1 ms per trial at concurrency 8 (no-op objective; random sampler / TPE at ${ml.study.tpeTrials} trials) | ${ml.study.randomOverheadUs.toFixed(1)} µs / ${ml.study.tpeOverheadUs.toFixed(0)} µs | ${check(ml.study.randomOverheadUs <= 1000 && ml.study.tpeOverheadUs <= 1000)} |
+| Branin, 100 trials, median best of 20 seeds: TPE < random and < 0.45 | ${ml.study.braninTpe.toFixed(3)} (random ${ml.study.braninRandom.toFixed(3)}) | ${check(ml.study.braninTpe < ml.study.braninRandom && ml.study.braninTpe < 0.45)} |
+| PBT toy: Q ≥ 1.19 in fewer steps than either fixed member | ${ml.study.pbtMaxSteps} steps at worst over 20 seeds (fixed: ${ml.study.pbtFixedReached ? "reached" : "never"}) | ${check(!ml.study.pbtFixedReached && Number.isFinite(ml.study.pbtMaxSteps))} |
+| FedAvg, one local epoch, equals centralized GD to 1e-9 | ${ml.study.fedAvgMaxError.toExponential(1)} | ${check(ml.study.fedAvgMaxError <= 1e-9)} |
 | agent registry: register ≥ 100,000/s | ${(registry.registerPerSecond / 1000).toFixed(0)} k/s (${(registry.bytesPerAgent / 1024).toFixed(2)} KB per entry) | ${check(registry.registerPerSecond >= 100_000)} |
 
 ## Per-call overhead
