@@ -46,9 +46,9 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
-import { PCGRandom } from "effect/Utils"
 import { Tagged, ValidationError } from "../errors/FoundationError.js"
 import * as Validation from "../errors/Validation.js"
+import { gaussianFill, generator } from "./internal/random.js"
 
 // ---------------------------------------------------------------------------------------------
 // Pure building blocks
@@ -131,24 +131,7 @@ export const proximalTerm = (w: ArrayLike<number>, wGlobal: ArrayLike<number>, m
  * seeded by two draws of the `Random` service.
  */
 export const gaussianVector = (length: number, std: number): Effect.Effect<Float64Array> =>
-  Random.randomWith((random) =>
-    Effect.zipWith(
-      random.nextIntBetween(0, 2 ** 32),
-      random.nextIntBetween(0, 2 ** 32),
-      (hi, lo) => gaussianFill(new Float64Array(length), std, new PCGRandom(hi, lo))
-    )
-  )
-
-const gaussianFill = (out: Float64Array, std: number, rng: PCGRandom): Float64Array => {
-  for (let i = 0; i < out.length; i += 2) {
-    const u1 = 1 - rng.number() // (0, 1]: log is finite
-    const u2 = rng.number()
-    const r = Math.sqrt(-2 * Math.log(u1))
-    out[i] = std * r * Math.cos(2 * Math.PI * u2)
-    if (i + 1 < out.length) out[i + 1] = std * r * Math.sin(2 * Math.PI * u2)
-  }
-  return out
-}
+  Effect.map(generator, (rng) => gaussianFill(new Float64Array(length), std, rng))
 
 /**
  * The largest weight of one client in a weighted average, maxₖ nₖ / Σₖ nₖ (1/m for m equal

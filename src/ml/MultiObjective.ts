@@ -21,9 +21,9 @@
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Random from "effect/Random"
-import { PCGRandom } from "effect/Utils"
 import { ValidationError } from "../errors/FoundationError.js"
 import * as Validation from "../errors/Validation.js"
+import { generator } from "./internal/random.js"
 
 // ---------------------------------------------------------------------------------------------
 // Pure building blocks
@@ -328,15 +328,6 @@ const validate = <E, R>(options: Options<E, R>): Either.Either<Settings, Validat
       reference
     }
   })
-
-/** A generator for one generation, seeded by two draws from the `Random` service. */
-const generator: Effect.Effect<PCGRandom> = Random.randomWith((random) =>
-  Effect.zipWith(
-    random.nextIntBetween(0, 2 ** 32),
-    random.nextIntBetween(0, 2 ** 32),
-    (hi, lo) => new PCGRandom(hi, lo)
-  )
-)
 
 /** Rank (front index) and crowding distance of each member of a population. */
 const rankAndCrowd = (

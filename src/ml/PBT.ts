@@ -34,9 +34,9 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
-import { PCGRandom } from "effect/Utils"
 import { Tagged, ValidationError } from "../errors/FoundationError.js"
 import * as Validation from "../errors/Validation.js"
+import { generator } from "./internal/random.js"
 
 // ---------------------------------------------------------------------------------------------
 // Hyperparameter spaces
@@ -512,15 +512,6 @@ const validate = <S, E, R, C>(options: Options<S, E, R, C>): Either.Either<Setti
       concurrency
     }
   })
-
-/** A generator for one exploit round, seeded by two draws from the `Random` service. */
-const generator: Effect.Effect<PCGRandom> = Random.randomWith((random) =>
-  Effect.zipWith(
-    random.nextIntBetween(0, 2 ** 32),
-    random.nextIntBetween(0, 2 ** 32),
-    (hi, lo) => new PCGRandom(hi, lo)
-  )
-)
 
 interface Runtime<S, E> {
   readonly id: number

@@ -33,7 +33,6 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
-import type * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import * as Ref from "effect/Ref"
@@ -229,19 +228,9 @@ interface State {
 
 const finished = (t: TrialRecord): boolean => t.state !== "running"
 
-const trialCounters = new Map<string, Metric.Metric.Counter<number>>()
-const trialCounter = (study: string, state: TrialState): Metric.Metric.Counter<number> => {
-  const key = `${study}\u0000${state}`
-  let c = trialCounters.get(key)
-  if (c === undefined) {
-    c = MetricKit.counter("foundation_study_trials_total", {
-      description: "Trials ended, by study and state",
-      tags: { study, state }
-    })
-    trialCounters.set(key, c)
-  }
-  return c
-}
+const trialCounter = MetricKit.counterFamily("foundation_study_trials_total", {
+  description: "Trials ended, by study and state"
+})
 
 const describeCause = (cause: Cause.Cause<unknown>): string => {
   const failure = Cause.failureOption(cause)
@@ -508,7 +497,7 @@ export const make = <const S extends Space.Space>(
         yield* storage.saveTrial(name, record)
         const signal = (yield* Ref.get(ref)).ended.get(number)
         if (signal !== undefined) yield* Deferred.succeed(signal, undefined)
-        MetricKit.bump(trialCounter(name, record.state))
+        MetricKit.bump(trialCounter({ study: name, state: record.state }))
         telemetry?.unsafeEmit(events.trialEnded, {
           number: record.number,
           ...(record.value !== undefined ? { value: record.value } : {}),

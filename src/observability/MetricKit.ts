@@ -33,6 +33,26 @@ export const counter = (
     )
   )
 
+/**
+ * Counters of one name whose tags vary (by outcome, state...): `family(tags)` returns the counter
+ * for those tags, made once and then reused, so a hot path never rebuilds a metric key.
+ */
+export const counterFamily = (
+  name: string,
+  options: { readonly description?: string } = {}
+): (tags: Tags) => Metric.Metric.Counter<number> => {
+  const made = new Map<string, Metric.Metric.Counter<number>>()
+  return (tags) => {
+    const key = Object.entries(tags).map(([k, v]) => `${k}\u0000${v}`).join("\u0001")
+    let c = made.get(key)
+    if (c === undefined) {
+      c = counter(name, { ...options, tags })
+      made.set(key, c)
+    }
+    return c
+  }
+}
+
 /** A gauge with fixed tags. */
 export const gauge = (
   name: string,

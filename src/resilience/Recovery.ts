@@ -78,19 +78,11 @@ export type Failure<E> = E | InternalError | CircuitOpenError
 
 type BreakerRequirement<B> = B extends string ? CircuitBreaker.CircuitBreakers : never
 
-const outcomes = new Map<string, ReturnType<typeof MetricKit.counter>>()
-const countOutcome = (strategy: RecoveryStrategy, outcome: "fallback" | "failed" | "compensated") => {
-  const key = `${strategy}:${outcome}`
-  let counter = outcomes.get(key)
-  if (counter === undefined) {
-    counter = MetricKit.counter("foundation_recovery_total", {
-      description: "Failures handled by withRecovery, by strategy and outcome",
-      tags: { strategy, outcome }
-    })
-    outcomes.set(key, counter)
-  }
-  MetricKit.bump(counter)
-}
+const outcomes = MetricKit.counterFamily("foundation_recovery_total", {
+  description: "Failures handled by withRecovery, by strategy and outcome"
+})
+const countOutcome = (strategy: RecoveryStrategy, outcome: "fallback" | "failed" | "compensated") =>
+  MetricKit.bump(outcomes({ strategy, outcome }))
 
 const outcomeOf = (strategy: RecoveryStrategy, hasFallback: boolean): "compensated" | "fallback" | "failed" =>
   strategy === "compensate" ? "compensated" : hasFallback ? "fallback" : "failed"

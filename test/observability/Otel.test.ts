@@ -6,6 +6,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Clock, Data, Duration, Effect, Either, Exit, Layer, Metric, Queue, Scope } from "effect"
 import { ValidationError } from "../../src/errors/FoundationError.js"
 import * as Otel from "../../src/observability/Otel.js"
+import { counterValue } from "../support/metrics.js"
 
 // --- A real OTLP/HTTP receiver on 127.0.0.1 ------------------------------------------------------
 
@@ -127,17 +128,6 @@ const spanNamed = (spans: ReadonlyArray<Span>, name: string): Span => {
   return span as Span
 }
 
-/** The value of a counter of the global registry with exactly these tags. */
-const counterValue = (name: string, tags: Readonly<Record<string, string>>) =>
-  Effect.map(Metric.snapshot, (pairs) => {
-    const pair = pairs.find((p) =>
-      p.metricKey.name === name &&
-      p.metricKey.tags.length === Object.keys(tags).length &&
-      p.metricKey.tags.every((t) => tags[t.key] === t.value)
-    )
-    const state: unknown = pair?.metricState
-    return typeof state === "object" && state !== null && "count" in state ? Number(state.count) : 0
-  })
 
 class Boom extends Data.TaggedError("Boom")<{ readonly message: string }> {}
 

@@ -50,7 +50,6 @@ import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
-import type * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -508,18 +507,10 @@ export const make = (options: Options = {}): Effect.Effect<Service, ValidationEr
     const finished = new Set<RoundState>()
     let sequence = 0
 
-    const counters = new Map<Decision, Metric.Metric.Counter<number>>()
-    const roundsCounter = (decision: Decision) => {
-      let c = counters.get(decision)
-      if (c === undefined) {
-        c = MetricKit.counter("foundation_consensus_rounds_total", {
-          description: "Finished consensus rounds, by decision",
-          tags: { consensus: name, decision }
-        })
-        counters.set(decision, c)
-      }
-      return c
-    }
+    const counters = MetricKit.counterFamily("foundation_consensus_rounds_total", {
+      description: "Finished consensus rounds, by decision"
+    })
+    const roundsCounter = (decision: Decision) => counters({ consensus: name, decision })
 
     const notFound = (id: string) => new NotFoundError({ resource: "consensus round", key: id })
 

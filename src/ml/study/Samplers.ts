@@ -20,9 +20,10 @@
  *   the good estimator the one maximising l(x)/g(x) is chosen.
  */
 import * as Either from "effect/Either"
-import { PCGRandom } from "effect/Utils"
+import type { PCGRandom } from "effect/Utils"
 import type { ValidationError } from "../../errors/FoundationError.js"
 import * as Validation from "../../errors/Validation.js"
+import { generatorFor, truncatedNormal } from "../internal/random.js"
 import * as Space from "./Space.js"
 import { type Direction, lossOf, type TrialRecord } from "./Trial.js"
 
@@ -52,19 +53,11 @@ export interface Sampler {
   readonly bind: (space: Space.Space) => Either.Either<Bound, ValidationError>
 }
 
-/** Murmur3's 32-bit finaliser: a bijection on 32-bit integers that mixes every bit. */
-const mix32 = (x: number): number => {
-  let h = x >>> 0
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b)
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35)
-  return (h ^ (h >>> 16)) >>> 0
-}
-
 /**
  * The generator for one trial, seeded from the study seed (high word) and the trial number (low
  * word), each through a bijective mix: two trials of a study never share a generator.
  */
-export const rngFor = (seed: number, number: number): PCGRandom => new PCGRandom(mix32(seed), mix32(number))
+export const rngFor = (seed: number, number: number): PCGRandom => generatorFor(seed, number)
 
 const sampleAllUniform = (space: Space.Space, rng: PCGRandom): Space.AnyParams => {
   const out: Record<string, Space.Choice> = {}
@@ -252,13 +245,6 @@ export const logDensity = (mix: Mixture, x: number): number => {
   return Math.log(Math.max(sum, 1e-300))
 }
 
-const gaussian = (rng: PCGRandom): number => {
-  // Box–Muller; 1 − u keeps the logarithm finite.
-  const u = 1 - rng.number()
-  const v = rng.number()
-  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v)
-}
-
 const pickIndex = (weights: Float64Array, rng: PCGRandom): number => {
   let u = rng.number()
   for (let i = 0; i < weights.length; i++) {
@@ -271,14 +257,7 @@ const pickIndex = (weights: Float64Array, rng: PCGRandom): number => {
 /** A draw from the mixture: pick a component by weight, then its Gaussian truncated to [low, high]. */
 export const sampleMixture = (mix: Mixture, rng: PCGRandom): number => {
   const i = pickIndex(mix.weights, rng)
-  const mu = mix.mus[i]!
-  const s = mix.sigmas[i]!
-  for (let attempt = 0; attempt < 64; attempt++) {
-    const x = mu + s * gaussian(rng)
-    if (x >= mix.low && x <= mix.high) return x
-  }
-  // A component whose mass inside the interval is tiny: fall back to a uniform draw.
-  return mix.low + rng.number() * (mix.high - mix.low)
+  return truncatedNormal(mix.mus[i]!, mix.sigmas[i]!, mix.low, mix.high, rng)
 }
 
 const categoricalWeights = (indices: ReadonlyArray<number>, k: number, priorWeight: number): Float64Array => {
@@ -412,13 +391,7 @@ const jointLogDensity = (mix: JointMixture, point: ReadonlyArray<number>, scratc
 /** A draw of dimension `dim` from component `i`. */
 const sampleDimension = (dim: Dimension, i: number, rng: PCGRandom): number => {
   if (dim._tag === "Categorical") return pickIndex(dim.probs.subarray(i * dim.k, (i + 1) * dim.k), rng)
-  const mu = dim.mus[i]!
-  const sigma = dim.sigmas[i]!
-  for (let attempt = 0; attempt < 64; attempt++) {
-    const x = mu + sigma * gaussian(rng)
-    if (x >= dim.low && x <= dim.high) return x
-  }
-  return dim.low + rng.number() * (dim.high - dim.low)
+  return truncatedNormal(dim.mus[i]!, dim.sigmas[i]!, dim.low, dim.high, rng)
 }
 
 /** TPE: random for the first trials, then the candidate maximising l(x)/g(x) (per parameter, or jointly). */
