@@ -302,8 +302,8 @@ const SCOTT = 1.06
  * σ = the interval's width). Numeric bandwidths follow Scott's rule on the group's spread,
  * 1.06·σ̂·n^(−1/(d+4)), clipped to [width/min(100, n + 2), width]: unlike Optuna's fixed
  * 0.2·n^(−1/(d+4))·width they shrink as the good group concentrates (Branin, 100 trials, median
- * of 20 seeds: 0.407 against 0.446). Categorical kernels put weight 1 on the observed choice
- * and `priorWeight/k` on every choice.
+ * of 20 seeds, when the rule was chosen: 0.407 against 0.446 for Optuna's rule). Categorical
+ * kernels put weight 1 on the observed choice and `priorWeight/k` on every choice.
  */
 const jointParzen = (
   space: Space.Space,
