@@ -219,6 +219,11 @@ interface State {
   nextNumber: number
   /** The finished trials in number order (what samplers learn from). */
   readonly finished: Array<TrialRecord>
+  /**
+   * Every trial numbered below this has ended (or was asked by hand): a window's wait starts here,
+   * and the ended-signals below it are dropped.
+   */
+  settledBelow: number
   /** Trials found running in storage, or whose run was interrupted, to run again first. */
   readonly reruns: Array<number>
   /** Numbers allocated by an `optimize` that was interrupted before their trial started. */
@@ -270,7 +275,7 @@ export const make = <const S extends Space.Space>(
     const telemetry = Option.getOrUndefined(yield* Effect.serviceOption(Telemetry.Telemetry))
     const loaded = yield* storage.load(name)
     let seed: number
-    const state: State = { trials: new Map(), ended: new Map(), finished: [], nextNumber: 0, reruns: [], free: [], exhausted: false }
+    const state: State = { trials: new Map(), ended: new Map(), finished: [], nextNumber: 0, settledBelow: 0, reruns: [], free: [], exhausted: false }
     if (Option.isSome(loaded)) {
       const stored = loaded.value.study
       const storedSpace = yield* Space.fromJson(stored.space)
@@ -370,7 +375,7 @@ export const make = <const S extends Space.Space>(
       const shouldPrune = Effect.map(Ref.get(ref), (s) => {
         const current = s.trials.get(number)
         if (current === undefined || current.state !== "running") return false
-        const trials = below === undefined ? [...s.trials.values()] : [...window(s, below), current]
+        const trials = below === undefined ? [...s.trials.values()] : window(s, below)
         return prune({ trial: current, trials, direction })
       })
       return {
@@ -418,6 +423,8 @@ export const make = <const S extends Space.Space>(
         if (queue !== undefined && !queue.includes(number)) {
           queue.push(number)
           queue.sort((a, b) => a - b)
+          // It will run (or be sampled) again: windows that hold it must wait for it again.
+          s.settledBelow = Math.min(s.settledBelow, number)
         }
         return s
       })
@@ -443,7 +450,7 @@ export const make = <const S extends Space.Space>(
         const below = concurrency === undefined ? undefined : number - concurrency + 1
         if (below !== undefined && learns) {
           yield* setSignal(number)
-          yield* awaitEnded(0, below)
+          yield* awaitEndedBelow(below)
         }
         if (rerun !== undefined) return yield* start(number, rerun.params, below)
         const params = yield* sample(number, below)
@@ -460,16 +467,29 @@ export const make = <const S extends Space.Space>(
         return yield* start(number, params, below)
       })
 
-    /** Waits until every trial numbered in [from, to) asked in this session has ended. */
-    const awaitEnded = (from: number, to: number) =>
+    /**
+     * Waits until every trial numbered below `below` that `optimize` started has ended (trials
+     * asked by hand have no signal and are not waited for). From the settled watermark up, so
+     * each number is looked at about once over a run, not once per trial.
+     */
+    const awaitEndedBelow = (below: number): Effect.Effect<void> =>
       Effect.flatMap(Ref.get(ref), (s) => {
         const waits: Array<Effect.Effect<void>> = []
-        for (let n = from; n < to; n++) {
+        for (let n = s.settledBelow; n < below; n++) {
           const t = s.trials.get(n)
           const d = s.ended.get(n)
           if (d !== undefined && (t === undefined || !finished(t))) waits.push(Deferred.await(d))
         }
-        return waits.length === 0 ? Effect.void : Effect.all(waits, { discard: true })
+        const settle = Ref.update(ref, (st) => {
+          // Never past a number handed back to run again (an interruption may have raced this wait).
+          const to = Math.min(below, st.reruns[0] ?? Infinity, st.free[0] ?? Infinity)
+          if (to > st.settledBelow) {
+            for (let n = st.settledBelow; n < to; n++) st.ended.delete(n)
+            st.settledBelow = to
+          }
+          return st
+        })
+        return waits.length === 0 ? settle : Effect.zipRight(Effect.all(waits, { discard: true }), settle)
       })
 
     let bestValue: number | undefined = bestOf(direction, state.finished)?.value

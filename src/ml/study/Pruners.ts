@@ -24,7 +24,7 @@ import { better, type Direction, lossOf, type TrialRecord, valueAt } from "./Tri
 export interface PruneContext {
   /** The asking trial, with every intermediate value it reported. */
   readonly trial: TrialRecord
-  /** Every trial of the study (including the asking one). */
+  /** The trials to compare with (the asking one may be among them; pruners skip it). */
   readonly trials: ReadonlyArray<TrialRecord>
   readonly direction: Direction
 }
@@ -162,9 +162,10 @@ export const asha = (options: AshaOptions = {}): Pruner => ({
           if (rung <= previous) continue
           const value = trial.intermediate[n - 1]!.value
           if (Number.isNaN(value)) return true
-          const competing: Array<number> = []
+          const competing: Array<number> = [value]
           for (const t of trials) {
-            const v = t.number === trial.number ? value : rungValue(t, rung)
+            if (t.number === trial.number) continue
+            const v = rungValue(t, rung)
             if (v !== undefined && !Number.isNaN(v)) competing.push(v)
           }
           if (!promotable(direction, value, competing, eta)) return true
